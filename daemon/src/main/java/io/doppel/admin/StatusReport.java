@@ -1,0 +1,56 @@
+package io.doppel.admin;
+
+import io.doppel.replication.VolumeState;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** Builds the {@code /status} document; field names are a contract (see docs/operations.md). */
+public final class StatusReport
+{
+    private StatusReport()
+    {
+    }
+
+    public static Map<String, Object> of(final String node, final List<VolumeState> volumes,
+        final Map<String, Long> pendingBytes)
+    {
+        final Map<String, Object> root = new LinkedHashMap<>();
+        root.put("node", node);
+        final List<Object> list = new ArrayList<>();
+        for (final VolumeState v : volumes)
+        {
+            final Map<String, Object> m = new LinkedHashMap<>();
+            m.put("name", v.config().name());
+            m.put("role", v.config().role().configName());
+            m.put("size", v.size());
+            m.put("blockSize", v.config().blockSize());
+            m.put("compression", v.config().compression().configName());
+            final Map<String, Object> peer = new LinkedHashMap<>();
+            peer.put("name", v.config().peer());
+            peer.put("connected", v.connected());
+            m.put("peer", peer);
+            m.put("replication", v.replication().wireName());
+            m.put("disk", v.disk().wireName());
+            m.put("dirtyBytes", pendingBytes.getOrDefault(v.config().name(), 0L));
+            m.put("bytesSent", v.bytesSent());
+            m.put("bytesReceived", v.bytesReceived());
+            m.put("syncedBytes", v.syncedBytes());
+            m.put("syncTotalBytes", v.syncTotalBytes());
+            m.put("blocksSent", v.blocksSent());
+            m.put("blocksReceived", v.blocksReceived());
+            m.put("zeroBytesElided", v.zeroBytes());
+            m.put("compressionSavedBytes", v.compressionSavedBytes());
+            m.put("sentSeq", v.sentSeq());
+            m.put("ackedSeq", v.ackedSeq());
+            m.put("logOverflows", v.logOverflows());
+            m.put("connects", v.connects());
+            m.put("lastError", v.lastError());
+            list.add(m);
+        }
+        root.put("volumes", list);
+        return root;
+    }
+}

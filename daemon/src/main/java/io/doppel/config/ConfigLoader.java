@@ -1,0 +1,342 @@
+package io.doppel.config;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.dataformat.toml.TomlMapper;
+import io.doppel.pipeline.Compression;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.function.Function;
+
+/**
+ * Reads and validates the TOML config. Every key is known here with its default; an unknown key or a
+ * bad value fails the whole load with a message that names the key, the value and what is accepted,
+ * so a typo never silently falls back to a default. The sample with every key is
+ * {@code systemd/doppel.toml}.
+ */
+public final class ConfigLoader
+{
+    public static final String DEFAULT_PATH = "/etc/doppel/doppel.toml";
+
+    private static final List<String> TOP_KEYS = List.of("node", "peer", "volume");
+    private static final List<String> NODE_KEYS = List.of("name", "listen", "admin", "data-dir", "heartbeat-interval",
+        "heartbeat-timeout", "log-level");
+    private static final List<String> PEER_KEYS = List.of("name", "address");
+    private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
+        "compression", "replication-log-size");
+    private static final List<String> LOG_LEVELS = List.of("error", "warn", "info", "debug");
+
+    private final String source;
+
+    private ConfigLoader(final String source)
+    {
+        this.source = source;
+    }
+
+    public static DoppelConfig load(final Path file) throws ConfigException
+    {
+        final String text;
+        try
+        {
+            text = Files.readString(file);
+        }
+        catch (final IOException e)
+        {
+            throw new ConfigException(file + ": cannot read config: " + e);
+        }
+        return parse(text, file.toString());
+    }
+
+    public static DoppelConfig parse(final String toml, final String source) throws ConfigException
+    {
+        final JsonNode root;
+        try
+        {
+            root = new TomlMapper().readTree(toml);
+        }
+        catch (final JacksonException e)
+        {
+            throw new ConfigException(source + ": not valid TOML: " + e.getOriginalMessage());
+        }
+        return new ConfigLoader(source).read(root);
+    }
+
+    private DoppelConfig read(final JsonNode root) throws ConfigException
+    {
+        checkKeys(root, "", TOP_KEYS);
+        final JsonNode nodeTable = root.get("node");
+        if (nodeTable == null || !nodeTable.isObject())
+        {
+            throw fail("[node]: missing table; it needs at least name = \"...\"");
+        }
+        final NodeConfig node = readNode(nodeTable);
+        final List<PeerConfig> peers = new ArrayList<>();
+        final Set<String> peerNames = new HashSet<>();
+        for (final JsonNode p : arrayOfTables(root, "peer"))
+        {
+            checkKeys(p, "[[peer]].", PEER_KEYS);
+            final String name = name(p, "[[peer]].name");
+            if (!peerNames.add(name))
+            {
+                throw fail("[[peer]].name=\"" + name + "\": defined twice");
+            }
+            if (name.equals(node.name()))
+            {
+                throw fail("[[peer]].name=\"" + name + "\": is this node's own name");
+            }
+            peers.add(new PeerConfig(name, address(required(p, "address", "[[peer " + name + "]].address"),
+                "[[peer " + name + "]].address")));
+        }
+        final List<VolumeConfig> volumes = new ArrayList<>();
+        final Set<String> volumeNames = new HashSet<>();
+        for (final JsonNode v : arrayOfTables(root, "volume"))
+        {
+            checkKeys(v, "[[volume]].", VOLUME_KEYS);
+            final VolumeConfig volume = readVolume(v, peerNames);
+            if (!volumeNames.add(volume.name()))
+            {
+                throw fail("[[volume]].name=\"" + volume.name() + "\": defined twice");
+            }
+            volumes.add(volume);
+        }
+        return new DoppelConfig(node, List.copyOf(peers), List.copyOf(volumes));
+    }
+
+    private NodeConfig readNode(final JsonNode n) throws ConfigException
+    {
+        checkKeys(n, "[node].", NODE_KEYS);
+        final String name = name(n, "[node].name");
+        final long interval = duration(n, "heartbeat-interval", NodeConfig.DEFAULT_HEARTBEAT_INTERVAL, "[node].");
+        final long timeout = duration(n, "heartbeat-timeout", NodeConfig.DEFAULT_HEARTBEAT_TIMEOUT, "[node].");
+        if (interval < 100 || timeout < 2 * interval)
+        {
+            throw fail("[node].heartbeat-timeout=" + timeout + "ms with heartbeat-interval=" + interval
+                + "ms: expected an interval of at least 100ms and a timeout of at least twice the interval");
+        }
+        final String level = string(n, "log-level", NodeConfig.DEFAULT_LOG_LEVEL, "[node].");
+        if (!LOG_LEVELS.contains(level))
+        {
+            throw fail("[node].log-level=\"" + level + "\": expected one of " + String.join(" | ", LOG_LEVELS));
+        }
+        return new NodeConfig(name,
+            address(string(n, "listen", NodeConfig.DEFAULT_LISTEN, "[node]."), "[node].listen"),
+            address(string(n, "admin", NodeConfig.DEFAULT_ADMIN, "[node]."), "[node].admin"),
+            Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node].")),
+            interval, timeout, level);
+    }
+
+    private VolumeConfig readVolume(final JsonNode v, final Set<String> peerNames) throws ConfigException
+    {
+        final String name = name(v, "[[volume]].name");
+        final String where = "[[volume " + name + "]].";
+        final Path path = Path.of(required(v, "path", where + "path"));
+        final long size = v.has("size") ? size(v, "size", where) : 0;
+        if (v.has("size") && size <= 0)
+        {
+            throw fail(where + "size=" + v.get("size") + ": expected a positive size");
+        }
+        final String roleText = required(v, "role", where + "role");
+        final VolumeConfig.Role role;
+        try
+        {
+            role = VolumeConfig.Role.valueOf(roleText.toUpperCase(Locale.ROOT));
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + "role=\"" + roleText + "\": expected primary | standby");
+        }
+        final String peer;
+        if (v.has("peer"))
+        {
+            peer = text(v.get("peer"), where + "peer");
+            if (!peerNames.contains(peer))
+            {
+                throw fail(where + "peer=\"" + peer + "\": no [[peer]] has that name (defined: "
+                    + (peerNames.isEmpty() ? "none" : String.join(", ", peerNames)) + ")");
+            }
+        }
+        else if (peerNames.size() == 1)
+        {
+            peer = peerNames.iterator().next();
+        }
+        else
+        {
+            throw fail(where + "peer: missing; expected the name of one of the [[peer]] entries ("
+                + (peerNames.isEmpty() ? "none defined" : String.join(", ", peerNames)) + ")");
+        }
+        final long blockSize = v.has("block-size") ? size(v, "block-size", where)
+            : Units.parseSize(VolumeConfig.DEFAULT_BLOCK_SIZE);
+        if (Long.bitCount(blockSize) != 1 || blockSize < VolumeConfig.MIN_BLOCK_SIZE
+            || blockSize > VolumeConfig.MAX_BLOCK_SIZE)
+        {
+            throw fail(where + "block-size=" + v.get("block-size") + ": expected a power of two between 4KiB and 1MiB");
+        }
+        final String compressionText = string(v, "compression", VolumeConfig.DEFAULT_COMPRESSION, where);
+        final Compression compression;
+        try
+        {
+            compression = Compression.fromConfig(compressionText);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + e.getMessage());
+        }
+        final long logBytes = v.has("replication-log-size") ? size(v, "replication-log-size", where)
+            : Units.parseSize(VolumeConfig.DEFAULT_LOG_SIZE);
+        if (logBytes < (1 << 20) || logBytes > (1L << 34))
+        {
+            throw fail(where + "replication-log-size=" + v.get("replication-log-size")
+                + ": expected between 1MiB and 16GiB");
+        }
+        return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes);
+    }
+
+    private List<JsonNode> arrayOfTables(final JsonNode root, final String key) throws ConfigException
+    {
+        final JsonNode n = root.get(key);
+        final List<JsonNode> out = new ArrayList<>();
+        if (n == null)
+        {
+            return out;
+        }
+        if (!n.isArray())
+        {
+            throw fail(key + ": expected an array of tables, written [[" + key + "]]");
+        }
+        for (final JsonNode e : n)
+        {
+            if (!e.isObject())
+            {
+                throw fail(key + ": expected an array of tables, written [[" + key + "]]");
+            }
+            out.add(e);
+        }
+        return out;
+    }
+
+    private void checkKeys(final JsonNode table, final String prefix, final List<String> known) throws ConfigException
+    {
+        final Iterator<String> names = table.fieldNames();
+        while (names.hasNext())
+        {
+            final String key = names.next();
+            if (!known.contains(key))
+            {
+                throw fail(prefix + key + ": unknown key (accepted here: " + String.join(", ", known) + ")");
+            }
+        }
+    }
+
+    private String name(final JsonNode table, final String where) throws ConfigException
+    {
+        final String name = required(table, "name", where);
+        if (!name.matches("[A-Za-z0-9][A-Za-z0-9._-]{0,62}"))
+        {
+            throw fail(where + "=\"" + name + "\": expected 1-63 characters of letters, digits, '.', '_' or '-'");
+        }
+        return name;
+    }
+
+    private String required(final JsonNode table, final String key, final String where) throws ConfigException
+    {
+        final JsonNode n = table.get(key);
+        if (n == null)
+        {
+            throw fail(where + ": missing (required)");
+        }
+        return text(n, where);
+    }
+
+    private String string(final JsonNode table, final String key, final String dflt, final String prefix)
+        throws ConfigException
+    {
+        final JsonNode n = table.get(key);
+        return n == null ? dflt : text(n, prefix + key);
+    }
+
+    private String text(final JsonNode n, final String where) throws ConfigException
+    {
+        if (!n.isTextual())
+        {
+            throw fail(where + "=" + n + ": expected a string in double quotes");
+        }
+        return n.asText();
+    }
+
+    private long size(final JsonNode table, final String key, final String prefix) throws ConfigException
+    {
+        final JsonNode n = table.get(key);
+        if (n.isIntegralNumber())
+        {
+            return n.asLong();
+        }
+        return parse(n, prefix + key, Units::parseSize);
+    }
+
+    private long duration(final JsonNode table, final String key, final String dflt, final String prefix)
+        throws ConfigException
+    {
+        final JsonNode n = table.get(key);
+        if (n == null)
+        {
+            return Units.parseDurationMillis(dflt);
+        }
+        return parse(n, prefix + key, Units::parseDurationMillis);
+    }
+
+    private long parse(final JsonNode n, final String where, final Function<String, Long> parser)
+        throws ConfigException
+    {
+        final String text = text(n, where);
+        try
+        {
+            return parser.apply(text);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + "=\"" + text + "\": " + e.getMessage());
+        }
+    }
+
+    private InetSocketAddress address(final String text, final String where) throws ConfigException
+    {
+        final int colon = text.lastIndexOf(':');
+        if (colon <= 0 || colon == text.length() - 1)
+        {
+            throw fail(where + "=\"" + text + "\": expected HOST:PORT, e.g. \"127.0.0.1:7788\"");
+        }
+        String host = text.substring(0, colon);
+        if (host.startsWith("[") && host.endsWith("]"))
+        {
+            host = host.substring(1, host.length() - 1);
+        }
+        final int port;
+        try
+        {
+            port = Integer.parseInt(text.substring(colon + 1));
+        }
+        catch (final NumberFormatException e)
+        {
+            throw fail(where + "=\"" + text + "\": port is not a number; expected HOST:PORT with a port 1-65535");
+        }
+        if (port < 1 || port > 65535)
+        {
+            throw fail(where + "=\"" + text + "\": port " + port + " out of range; expected 1-65535");
+        }
+        return InetSocketAddress.createUnresolved(host, port);
+    }
+
+    private ConfigException fail(final String message)
+    {
+        return new ConfigException(source + ": " + message);
+    }
+}

@@ -1,0 +1,16 @@
+package io.doppel.config;
+
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+
+/** The {@code [node]} table: this daemon's identity and its listening addresses. */
+public record NodeConfig(String name, InetSocketAddress listen, InetSocketAddress admin, Path dataDir,
+    long heartbeatIntervalMillis, long heartbeatTimeoutMillis, String logLevel)
+{
+    public static final String DEFAULT_LISTEN = "127.0.0.1:7788";
+    public static final String DEFAULT_ADMIN = "127.0.0.1:7790";
+    public static final String DEFAULT_DATA_DIR = "/var/lib/doppel";
+    public static final String DEFAULT_HEARTBEAT_INTERVAL = "1s";
+    public static final String DEFAULT_HEARTBEAT_TIMEOUT = "10s";
+    public static final String DEFAULT_LOG_LEVEL = "info";
+}

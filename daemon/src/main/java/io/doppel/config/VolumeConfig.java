@@ -1,0 +1,33 @@
+package io.doppel.config;
+
+import io.doppel.pipeline.Compression;
+
+import java.nio.file.Path;
+
+/** A {@code [[volume]]} entry: one replicated image or block device and its role on this node. */
+public record VolumeConfig(String name, Path path, long size, Role role, String peer, int blockSize,
+    Compression compression, long logBytes)
+{
+    public static final String DEFAULT_BLOCK_SIZE = "4KiB";
+    public static final int MIN_BLOCK_SIZE = 4096;
+    public static final int MAX_BLOCK_SIZE = 1 << 20;
+    public static final String DEFAULT_COMPRESSION = "lz4";
+    public static final String DEFAULT_LOG_SIZE = "64MiB";
+
+    /** The volume's role on this node. */
+    public enum Role
+    {
+        PRIMARY, STANDBY;
+
+        public String configName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /** Where this volume's metadata (identity, dirty bitmap) lives. */
+    public Path metadataPath(final Path dataDir)
+    {
+        return dataDir.resolve(name + ".meta");
+    }
+}

@@ -1,0 +1,239 @@
+package io.doppel.daemon;
+
+import io.doppel.admin.AdminServer;
+import io.doppel.admin.StatusReport;
+import io.doppel.config.DoppelConfig;
+import io.doppel.config.PeerConfig;
+import io.doppel.config.Units;
+import io.doppel.config.VolumeConfig;
+import io.doppel.log.Log;
+import io.doppel.net.Transport;
+import io.doppel.replication.PeerServer;
+import io.doppel.replication.PrimaryVolume;
+import io.doppel.replication.ReplicationLog;
+import io.doppel.replication.ReplicationSender;
+import io.doppel.replication.StandbyVolume;
+import io.doppel.replication.VolumeState;
+import io.doppel.storage.MetadataFile;
+import io.doppel.storage.Volume;
+import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.util.concurrent.DefaultEventExecutorGroup;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import io.netty.util.concurrent.EventExecutorGroup;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+
+/**
+ * One running doppel node: opens every configured volume (primary or standby), listens for peer links,
+ * starts a replication sender per primary volume and serves the admin endpoint. {@link #close()} stops
+ * it all and flushes the volumes.
+ */
+public final class DoppelNode implements AutoCloseable
+{
+    private final DoppelConfig config;
+    private final Map<String, PrimaryVolume> primaries = new LinkedHashMap<>();
+    private final Map<String, StandbyVolume> standbys = new LinkedHashMap<>();
+    private final List<VolumeState> states = new ArrayList<>();
+    private final List<ReplicationSender> senders = new ArrayList<>();
+    private Transport transport;
+    private EventExecutorGroup applyGroup;
+    private PeerServer peerServer;
+    private AdminServer admin;
+
+    private DoppelNode(final DoppelConfig config)
+    {
+        this.config = config;
+    }
+
+    /** Opens and starts everything; on failure releases what was opened and rethrows. */
+    public static DoppelNode start(final DoppelConfig config) throws IOException
+    {
+        final DoppelNode node = new DoppelNode(config);
+        try
+        {
+            node.open();
+            return node;
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            node.close();
+            throw e;
+        }
+    }
+
+    private void open() throws IOException
+    {
+        final String name = config.node().name();
+        Files.createDirectories(config.node().dataDir());
+        for (final VolumeConfig vc : config.volumes())
+        {
+            openVolume(vc);
+        }
+        transport = Transport.create("doppel-io", 2);
+        applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size())),
+            new DefaultThreadFactory("doppel-apply", true));
+        peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory());
+        for (final PrimaryVolume p : primaries.values())
+        {
+            final PeerConfig peer = config.peer(p.config().peer()).orElseThrow();
+            final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
+            senders.add(sender);
+            sender.start();
+        }
+        admin = AdminServer.start(name, config.node().admin(), this::status);
+        Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
+            + " standby volume(s)");
+    }
+
+    private void openVolume(final VolumeConfig vc) throws IOException
+    {
+        final Volume volume;
+        try
+        {
+            volume = Volume.open(vc.path(), vc.size());
+        }
+        catch (final IOException e)
+        {
+            throw new IOException("volume " + vc.name() + ": " + e.getMessage(), e);
+        }
+        final MetadataFile metadata;
+        try
+        {
+            metadata = MetadataFile.openOrCreate(vc.metadataPath(config.node().dataDir()), volume.size(),
+                vc.blockSize());
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            volume.close();
+            throw new IOException("volume " + vc.name() + ": " + e.getMessage(), e);
+        }
+        final VolumeState state = new VolumeState(vc, volume.size());
+        states.add(state);
+        if (vc.role() == VolumeConfig.Role.PRIMARY)
+        {
+            final ReplicationLog log = new ReplicationLog(volume, metadata.dirtyMap(), PooledByteBufAllocator.DEFAULT,
+                vc.logBytes(), state);
+            primaries.put(vc.name(), new PrimaryVolume(vc, volume, metadata, state, log));
+        }
+        else
+        {
+            standbys.put(vc.name(), new StandbyVolume(vc, volume, metadata, state));
+        }
+        Log.info(config.node().name() + "/" + vc.name(), "opened " + vc.role().configName() + " volume "
+            + vc.path() + " (" + Units.formatBytes(volume.size()) + ", block-size " + vc.blockSize()
+            + ", compression " + vc.compression().configName() + (volume.isBlockDevice() ? ", block device" : "")
+            + "), metadata " + metadata.path());
+    }
+
+    public DoppelConfig config()
+    {
+        return config;
+    }
+
+    public PrimaryVolume primary(final String name)
+    {
+        return primaries.get(name);
+    }
+
+    public StandbyVolume standby(final String name)
+    {
+        return standbys.get(name);
+    }
+
+    /** The /status document. */
+    public Map<String, Object> status()
+    {
+        final Map<String, Long> pending = new LinkedHashMap<>();
+        primaries.forEach((name, p) -> pending.put(name, p.pendingBytes()));
+        return StatusReport.of(config.node().name(), states, pending);
+    }
+
+    public AdminServer admin()
+    {
+        return admin;
+    }
+
+    @Override
+    public void close()
+    {
+        for (final ReplicationSender s : senders)
+        {
+            try
+            {
+                s.close();
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (admin != null)
+        {
+            admin.close();
+        }
+        if (peerServer != null)
+        {
+            peerServer.close();
+        }
+        if (transport != null)
+        {
+            transport.close();
+        }
+        if (applyGroup != null)
+        {
+            applyGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        }
+        for (final AutoCloseable v : allVolumes())
+        {
+            try
+            {
+                v.close();
+            }
+            catch (final Exception e)
+            {
+                Log.error(config.node().name() + "/node", "closing a volume: " + e.getMessage());
+            }
+        }
+    }
+
+    private List<AutoCloseable> allVolumes()
+    {
+        final List<AutoCloseable> all = new ArrayList<>(primaries.values());
+        all.addAll(standbys.values());
+        return all;
+    }
+
+    /** The volume lookup that peer links use. */
+    private final class VolumeDirectory implements io.doppel.replication.LinkTargets
+    {
+        @Override
+        public StandbyVolume standby(final String name)
+        {
+            return standbys.get(name);
+        }
+
+        @Override
+        public boolean isPrimaryHere(final String name)
+        {
+            return primaries.containsKey(name);
+        }
+
+        @Override
+        public String describe()
+        {
+            if (primaries.isEmpty() && standbys.isEmpty())
+            {
+                return "it has no volumes";
+            }
+            return "it has " + config.volumes().stream().map(v -> v.name() + " as " + v.role().configName())
+                .collect(Collectors.joining(", "));
+        }
+    }
+}

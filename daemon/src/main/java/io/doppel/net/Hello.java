@@ -1,0 +1,148 @@
+package io.doppel.net;
+
+import io.netty.buffer.ByteBuf;
+
+import java.nio.charset.StandardCharsets;
+import java.util.zip.CRC32C;
+
+/**
+ * The handshake frame each side sends once (HELLO from the connecting primary, HELLO_OK in reply).
+ *
+ * <pre>
+ * body: magic u32 | versionMin u16 | versionMax u16 | role u8 | reserved u8[3] | size u64 | blockSize u32
+ *       | node name | target name | volume name        (name = u16 length + UTF-8, at most 255 bytes)
+ * </pre>
+ *
+ * {@code target} is the node the sender believes it is talking to, so a link plugged into the wrong
+ * host is refused by both ends.
+ */
+public record Hello(int magic, int versionMin, int versionMax, int role, long size, int blockSize, String node,
+    String target, String volume)
+{
+    public static Hello of(final int role, final long size, final int blockSize, final String node,
+        final String target, final String volume)
+    {
+        return new Hello(WireProtocol.MAGIC, WireProtocol.VERSION_MIN, WireProtocol.VERSION_MAX, role, size,
+            blockSize, node, target, volume);
+    }
+
+    public void encode(final ByteBuf buf, final int type, final CRC32C crc)
+    {
+        final int start = WireProtocol.beginFrame(buf, type);
+        buf.writeInt(magic);
+        buf.writeShort(versionMin);
+        buf.writeShort(versionMax);
+        buf.writeByte(role);
+        buf.writeZero(3);
+        buf.writeLong(size);
+        buf.writeInt(blockSize);
+        WireProtocol.writeName(buf, node);
+        WireProtocol.writeName(buf, target);
+        WireProtocol.writeName(buf, volume);
+        WireProtocol.endFrame(buf, start, crc);
+    }
+
+    /** Decodes a HELLO or HELLO_OK body (reader index just past the frame header). */
+    public static Hello decode(final ByteBuf body)
+    {
+        if (body.readableBytes() < 24)
+        {
+            throw new ProtocolException("handshake: truncated, " + body.readableBytes() + " bytes (expected at least 24)");
+        }
+        final int magic = body.readInt();
+        if (magic != WireProtocol.MAGIC)
+        {
+            throw new ProtocolException("handshake: bad magic 0x" + Integer.toHexString(magic) + " (expected 0x"
+                + Integer.toHexString(WireProtocol.MAGIC) + ", \"DOPL\"): the peer is not doppel");
+        }
+        final int versionMin = body.readUnsignedShort();
+        final int versionMax = body.readUnsignedShort();
+        final int role = body.readUnsignedByte();
+        body.skipBytes(3);
+        final long size = body.readLong();
+        final int blockSize = body.readInt();
+        final String node = WireProtocol.readName(body, "handshake node");
+        final String target = WireProtocol.readName(body, "handshake target");
+        final String volume = WireProtocol.readName(body, "handshake volume");
+        return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume);
+    }
+
+    /** The highest version both sides speak, or -1. */
+    public int agreedVersion()
+    {
+        final int hi = Math.min(versionMax, WireProtocol.VERSION_MAX);
+        final int lo = Math.max(versionMin, WireProtocol.VERSION_MIN);
+        return hi >= lo ? hi : -1;
+    }
+
+    /**
+     * What is wrong with a peer's hello for our side of {@code volume}, or null when it is acceptable.
+     * Both ends run this check, so a mismatch is reported in both logs.
+     */
+    public String mismatch(final String localNode, final String expectedPeer, final int expectedRole,
+        final long localSize, final int localBlockSize)
+    {
+        if (agreedVersion() < 0)
+        {
+            return "protocol version " + range(versionMin, versionMax) + " not supported: this node speaks "
+                + range(WireProtocol.VERSION_MIN, WireProtocol.VERSION_MAX);
+        }
+        if (!node.equals(expectedPeer))
+        {
+            return "volume " + volume + ": peer is node \"" + node + "\", but the config expects \"" + expectedPeer + "\"";
+        }
+        if (!target.equals(localNode))
+        {
+            return "volume " + volume + ": peer \"" + node + "\" wanted node \"" + target + "\", this is \"" + localNode + "\"";
+        }
+        if (role != expectedRole)
+        {
+            return "volume " + volume + ": peer \"" + node + "\" is " + roleName(role) + ", expected "
+                + roleName(expectedRole) + " (both sides cannot have the same role)";
+        }
+        if (size != localSize)
+        {
+            return "volume " + volume + ": size mismatch, peer has " + size + " bytes, this node has " + localSize;
+        }
+        if (blockSize != localBlockSize)
+        {
+            return "volume " + volume + ": block-size mismatch, peer uses " + blockSize + ", this node uses "
+                + localBlockSize;
+        }
+        return null;
+    }
+
+    public static String roleName(final int role)
+    {
+        return role == WireProtocol.ROLE_PRIMARY ? "primary" : role == WireProtocol.ROLE_STANDBY ? "standby"
+            : "role " + role;
+    }
+
+    private static String range(final int lo, final int hi)
+    {
+        return lo == hi ? String.valueOf(lo) : lo + ".." + hi;
+    }
+
+    /** REJECT body: code u16 | message (u16 length + UTF-8). */
+    public static void encodeReject(final ByteBuf buf, final String message, final CRC32C crc)
+    {
+        final int start = WireProtocol.beginFrame(buf, WireProtocol.TYPE_REJECT);
+        final byte[] bytes = message.getBytes(StandardCharsets.UTF_8);
+        final int n = Math.min(bytes.length, 1024);
+        buf.writeShort(1);
+        buf.writeShort(n);
+        buf.writeBytes(bytes, 0, n);
+        WireProtocol.endFrame(buf, start, crc);
+    }
+
+    public static String decodeReject(final ByteBuf body)
+    {
+        if (body.readableBytes() < 4)
+        {
+            return "(truncated reject)";
+        }
+        body.skipBytes(2);
+        final int n = Math.min(body.readUnsignedShort(), body.readableBytes());
+        return body.readCharSequence(n, StandardCharsets.UTF_8).toString();
+    }
+}

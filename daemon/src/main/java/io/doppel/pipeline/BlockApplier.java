@@ -1,0 +1,130 @@
+package io.doppel.pipeline;
+
+import com.dynatrace.hash4j.hashing.HashValue128;
+import com.github.luben.zstd.Zstd;
+import io.doppel.net.ProtocolException;
+import io.doppel.net.WireProtocol;
+import io.doppel.storage.Volume;
+import io.netty.buffer.ByteBuf;
+import net.jpountz.lz4.LZ4Exception;
+import net.jpountz.lz4.LZ4Factory;
+import net.jpountz.lz4.LZ4SafeDecompressor;
+
+import java.nio.ByteBuffer;
+
+/**
+ * The standby's half of the block pipeline: decompresses a DATA frame into a scratch buffer, checks its
+ * XXH3-128 against the one the primary computed, and only then writes it into the volume. A frame that
+ * fails any check leaves the volume untouched and raises {@link ProtocolException}, which drops the link;
+ * the primary's next compare finds the block again. One applier per link; not thread-safe.
+ */
+public final class BlockApplier
+{
+    private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
+
+    private final Volume volume;
+    private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES);
+
+    public BlockApplier(final Volume volume)
+    {
+        this.volume = volume;
+    }
+
+    /** Applies a DATA body (reader index at seq); returns the seq. */
+    public long applyData(final ByteBuf body)
+    {
+        if (body.readableBytes() < WireProtocol.DATA_HEADER_BYTES)
+        {
+            throw new ProtocolException("DATA frame: truncated header, " + body.readableBytes() + " bytes (expected "
+                + WireProtocol.DATA_HEADER_BYTES + ")");
+        }
+        final long seq = body.readLong();
+        final long offset = body.readLong();
+        final int length = body.readInt();
+        final int codecId = body.readUnsignedByte();
+        body.skipBytes(3);
+        final long hashHi = body.readLong();
+        final long hashLo = body.readLong();
+        final int payload = body.readableBytes();
+        checkRange("DATA", offset, length);
+        if (length > WireProtocol.MAX_PAYLOAD_BYTES)
+        {
+            throw new ProtocolException("DATA frame: length " + length + " (expected 1-" + WireProtocol.MAX_PAYLOAD_BYTES + ")");
+        }
+        final Compression codec = Compression.fromWireId(codecId);
+        if (codec == null)
+        {
+            throw new ProtocolException("DATA frame: unknown codec " + codecId + " (expected 0-2)");
+        }
+        final ByteBuffer in = body.nioBuffer(body.readerIndex(), payload);
+        scratch.clear();
+        if (codec == Compression.NONE)
+        {
+            if (payload != length)
+            {
+                throw new ProtocolException("DATA frame: raw payload of " + payload + " bytes for length " + length);
+            }
+            scratch.put(0, in, in.position(), length);
+        }
+        else
+        {
+            final int n = decompress(codec, in, payload, length);
+            if (n != length)
+            {
+                throw new ProtocolException("DATA frame at offset " + offset + ": " + codec.configName()
+                    + " payload decompressed to " + n + " bytes, expected " + length);
+            }
+        }
+        final HashValue128 hash = BlockHash.of(scratch, 0, length);
+        if (hash.getMostSignificantBits() != hashHi || hash.getLeastSignificantBits() != hashLo)
+        {
+            throw new ProtocolException("DATA frame at offset " + offset + " length " + length
+                + ": XXH3-128 mismatch after decompression (block not written)");
+        }
+        volume.write(offset, scratch.limit(length).position(0));
+        body.skipBytes(payload);
+        return seq;
+    }
+
+    /** Applies a ZERO body (reader index at seq); returns the seq. */
+    public long applyZero(final ByteBuf body)
+    {
+        if (body.readableBytes() < 24)
+        {
+            throw new ProtocolException("ZERO frame: truncated, " + body.readableBytes() + " bytes (expected 24)");
+        }
+        final long seq = body.readLong();
+        final long offset = body.readLong();
+        final long length = body.readLong();
+        checkRange("ZERO", offset, length);
+        volume.zeroRange(offset, length);
+        return seq;
+    }
+
+    private int decompress(final Compression codec, final ByteBuffer in, final int payload, final int length)
+    {
+        try
+        {
+            if (codec == Compression.LZ4)
+            {
+                return LZ4.decompress(in, in.position(), payload, scratch, 0, length);
+            }
+            final ByteBuffer src = in.isDirect() ? in : ByteBuffer.allocateDirect(payload).put(in).flip();
+            final long n = Zstd.decompressDirectByteBuffer(scratch, 0, length, src, src.position(), payload);
+            return Zstd.isError(n) ? -1 : (int)n;
+        }
+        catch (final LZ4Exception | com.github.luben.zstd.ZstdException e)
+        {
+            throw new ProtocolException("DATA frame: corrupt " + codec.configName() + " payload: " + e.getMessage());
+        }
+    }
+
+    private void checkRange(final String what, final long offset, final long length)
+    {
+        if (offset < 0 || length <= 0 || offset > volume.size() - length)
+        {
+            throw new ProtocolException(what + " frame: offset=" + offset + " length=" + length
+                + " outside the volume of " + volume.size() + " bytes");
+        }
+    }
+}

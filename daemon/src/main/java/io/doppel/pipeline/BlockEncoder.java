@@ -1,0 +1,160 @@
+package io.doppel.pipeline;
+
+import com.dynatrace.hash4j.hashing.HashValue128;
+import com.github.luben.zstd.Zstd;
+import io.doppel.net.WireProtocol;
+import io.doppel.storage.ZeroBlocks;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import net.jpountz.lz4.LZ4Compressor;
+import net.jpountz.lz4.LZ4Factory;
+
+import java.nio.ByteBuffer;
+import java.util.zip.CRC32C;
+
+/**
+ * Turns a range of volume bytes into one wire frame: a ZERO frame (no payload) when every byte is zero,
+ * otherwise a DATA frame carrying the XXH3-128 of the raw bytes and the payload compressed with the
+ * volume's codec, or raw when compression saves less than {@link #MIN_SAVING_RATIO}.
+ *
+ * <p>One encoder per sending thread: it owns its checksum state and writes straight from the source
+ * (for example a mapped window) into a pooled frame buffer, so nothing is allocated per block besides
+ * the pooled buffer itself. Not thread-safe.
+ */
+public final class BlockEncoder
+{
+    /** Compressed payloads larger than this fraction of the raw length are sent raw. */
+    public static final double MIN_SAVING_RATIO = 0.9;
+    public static final int ZSTD_LEVEL = 3;
+
+    private static final LZ4Compressor LZ4 = LZ4Factory.fastestInstance().fastCompressor();
+
+    private final Compression compression;
+    private final CRC32C crc = new CRC32C();
+
+    private long rawBytes;
+    private long payloadBytes;
+    private long zeroBytes;
+
+    public BlockEncoder(final Compression compression)
+    {
+        this.compression = compression;
+    }
+
+    public Compression compression()
+    {
+        return compression;
+    }
+
+    /**
+     * Encodes {@code src[index, index+length)}, which holds the volume bytes at {@code offset}.
+     * {@code src} must be a direct buffer; its position and limit are not used.
+     */
+    public ByteBuf encode(final ByteBufAllocator alloc, final long seq, final long offset, final ByteBuffer src,
+        final int index, final int length)
+    {
+        if (length <= 0 || length > WireProtocol.MAX_PAYLOAD_BYTES)
+        {
+            throw new IllegalArgumentException("block length " + length + " (expected 1-"
+                + WireProtocol.MAX_PAYLOAD_BYTES + ")");
+        }
+        if (ZeroBlocks.isZero(src, index, length))
+        {
+            zeroBytes += length;
+            return encodeZero(alloc, seq, offset, length);
+        }
+        final HashValue128 hash = BlockHash.of(src, index, length);
+        final int maxPayload = maxPayload(length);
+        final ByteBuf frame = alloc.directBuffer(WireProtocol.HEADER_BYTES + WireProtocol.DATA_HEADER_BYTES + maxPayload);
+        try
+        {
+            final int start = WireProtocol.beginFrame(frame, WireProtocol.TYPE_DATA);
+            frame.writeLong(seq);
+            frame.writeLong(offset);
+            frame.writeInt(length);
+            final int codecIndex = frame.writerIndex();
+            frame.writeByte(Compression.NONE.wireId());
+            frame.writeZero(3);
+            frame.writeLong(hash.getMostSignificantBits());
+            frame.writeLong(hash.getLeastSignificantBits());
+            final int payloadIndex = frame.writerIndex();
+            final int compressed = compress(src, index, length, frame, payloadIndex, maxPayload);
+            if (compressed > 0 && compressed <= length * MIN_SAVING_RATIO)
+            {
+                frame.setByte(codecIndex, compression.wireId());
+                frame.writerIndex(payloadIndex + compressed);
+            }
+            else
+            {
+                frame.setBytes(payloadIndex, src.duplicate().clear().position(index).limit(index + length));
+                frame.writerIndex(payloadIndex + length);
+            }
+            payloadBytes += frame.writerIndex() - payloadIndex;
+            rawBytes += length;
+            WireProtocol.endFrame(frame, start, crc);
+            return frame;
+        }
+        catch (final RuntimeException e)
+        {
+            frame.release();
+            throw e;
+        }
+    }
+
+    /** A ZERO frame: seq u64 | offset u64 | length u64. */
+    public ByteBuf encodeZero(final ByteBufAllocator alloc, final long seq, final long offset, final long length)
+    {
+        final ByteBuf frame = alloc.directBuffer(WireProtocol.HEADER_BYTES + 24);
+        final int start = WireProtocol.beginFrame(frame, WireProtocol.TYPE_ZERO);
+        frame.writeLong(seq);
+        frame.writeLong(offset);
+        frame.writeLong(length);
+        WireProtocol.endFrame(frame, start, crc);
+        return frame;
+    }
+
+    private int maxPayload(final int length)
+    {
+        switch (compression)
+        {
+            case LZ4: return Math.max(length, LZ4.maxCompressedLength(length));
+            case ZSTD: return (int)Math.max(length, Zstd.compressBound(length));
+            default: return length;
+        }
+    }
+
+    /** Compresses into {@code dst} at {@code dstIndex}; returns the compressed length, or -1 to send raw. */
+    private int compress(final ByteBuffer src, final int index, final int length, final ByteBuf dst,
+        final int dstIndex, final int maxPayload)
+    {
+        if (compression == Compression.NONE)
+        {
+            return -1;
+        }
+        final ByteBuffer out = dst.internalNioBuffer(dstIndex, maxPayload);
+        if (compression == Compression.LZ4)
+        {
+            return LZ4.compress(src, index, length, out, out.position(), maxPayload);
+        }
+        final long n = Zstd.compressDirectByteBuffer(out, out.position(), maxPayload, src, index, length, ZSTD_LEVEL);
+        return Zstd.isError(n) ? -1 : (int)n;
+    }
+
+    /** Raw bytes encoded into DATA frames so far. */
+    public long rawBytes()
+    {
+        return rawBytes;
+    }
+
+    /** Payload bytes those DATA frames carried (after compression). */
+    public long payloadBytes()
+    {
+        return payloadBytes;
+    }
+
+    /** Bytes sent as ZERO frames (no payload). */
+    public long zeroBytes()
+    {
+        return zeroBytes;
+    }
+}

@@ -1,0 +1,41 @@
+package io.doppel.pipeline;
+
+import com.dynatrace.hash4j.hashing.ByteAccess;
+import com.dynatrace.hash4j.hashing.HashValue128;
+import com.dynatrace.hash4j.hashing.Hasher128;
+import com.dynatrace.hash4j.hashing.Hashing;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * XXH3-128 over block contents (hash4j, pure Java), read in place from direct buffers such as a
+ * volume's mapped window. The hash of an all-zero block of each size is a constant, so zero blocks
+ * (the common case in sparse images) are detected and never hashed.
+ */
+public final class BlockHash
+{
+    private static final Hasher128 XXH3 = Hashing.xxh3_128();
+    private static final ByteAccess<ByteBuffer> ACCESS = ByteAccess.forByteBuffer(ByteOrder.LITTLE_ENDIAN);
+
+    private BlockHash()
+    {
+    }
+
+    /** XXH3-128 of {@code buffer[index, index+length)}, by absolute reads. */
+    public static HashValue128 of(final ByteBuffer buffer, final int index, final int length)
+    {
+        return XXH3.hashBytesTo128Bits(buffer, index, length, ACCESS);
+    }
+
+    public static HashValue128 of(final byte[] bytes, final int offset, final int length)
+    {
+        return XXH3.hashBytesTo128Bits(bytes, offset, length);
+    }
+
+    /** The hash of {@code length} zero bytes. */
+    public static HashValue128 ofZeros(final int length)
+    {
+        return XXH3.hashBytesTo128Bits(new byte[length]);
+    }
+}

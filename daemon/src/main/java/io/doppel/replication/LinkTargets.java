@@ -1,0 +1,14 @@
+package io.doppel.replication;
+
+/** What an incoming peer link may attach to: this node's volumes by name. */
+public interface LinkTargets
+{
+    /** The standby volume of that name, or null. */
+    StandbyVolume standby(String name);
+
+    /** True when the volume exists here as primary (so a primary's link to it is a role conflict). */
+    boolean isPrimaryHere(String name);
+
+    /** This node's volumes and roles, for error messages. */
+    String describe();
+}

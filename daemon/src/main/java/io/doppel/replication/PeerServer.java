@@ -1,0 +1,66 @@
+package io.doppel.replication;
+
+import io.doppel.config.NodeConfig;
+import io.doppel.log.Log;
+import io.doppel.net.FrameDecoder;
+import io.doppel.net.Transport;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.concurrent.EventExecutorGroup;
+
+import java.io.IOException;
+import java.util.concurrent.TimeUnit;
+
+/** Accepts peer links on {@code [node].listen}; each link names, in its handshake, the volume it feeds. */
+public final class PeerServer implements AutoCloseable
+{
+    private final Channel serverChannel;
+
+    private PeerServer(final Channel serverChannel)
+    {
+        this.serverChannel = serverChannel;
+    }
+
+    public static PeerServer bind(final NodeConfig node, final Transport transport, final EventExecutorGroup applyGroup,
+        final LinkTargets volumes) throws IOException
+    {
+        final ServerBootstrap b = new ServerBootstrap()
+            .group(transport.group())
+            .channel(transport.serverClass())
+            .option(ChannelOption.SO_REUSEADDR, true)
+            .childOption(ChannelOption.TCP_NODELAY, true)
+            .childOption(ChannelOption.AUTO_READ, false)
+            .childHandler(new ChannelInitializer<Channel>()
+            {
+                @Override
+                protected void initChannel(final Channel ch)
+                {
+                    ch.pipeline().addLast(
+                        new IdleStateHandler(node.heartbeatTimeoutMillis(), node.heartbeatIntervalMillis(), 0,
+                            TimeUnit.MILLISECONDS),
+                        new FrameDecoder());
+                    ch.pipeline().addLast(applyGroup, "apply",
+                        new StandbyLinkHandler(node.name(), volumes, node.heartbeatTimeoutMillis()));
+                }
+            });
+        final ChannelFuture f = b.bind(Transport.resolve(node.listen())).awaitUninterruptibly();
+        if (!f.isSuccess())
+        {
+            throw new IOException("cannot listen for peers on " + node.listen().getHostString() + ":"
+                + node.listen().getPort() + " ([node].listen): " + f.cause().getMessage());
+        }
+        Log.info(node.name() + "/peers", "listening for peer links on " + f.channel().localAddress()
+            + " (" + transport.name() + ")");
+        return new PeerServer(f.channel());
+    }
+
+    @Override
+    public void close()
+    {
+        serverChannel.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+    }
+}

@@ -1,0 +1,561 @@
+package io.doppel.replication;
+
+import com.dynatrace.hash4j.hashing.HashValue128;
+import io.doppel.config.NodeConfig;
+import io.doppel.config.PeerConfig;
+import io.doppel.log.Log;
+import io.doppel.net.FrameDecoder;
+import io.doppel.net.Hello;
+import io.doppel.net.ProtocolException;
+import io.doppel.net.Transport;
+import io.doppel.net.WireProtocol;
+import io.doppel.pipeline.BlockEncoder;
+import io.doppel.pipeline.BlockHash;
+import io.doppel.storage.DirtyMap;
+import io.doppel.storage.Volume;
+import io.doppel.storage.ZeroBlocks;
+import io.netty.bootstrap.Bootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.WriteBufferWaterMark;
+import io.netty.handler.timeout.IdleStateHandler;
+
+import java.nio.ByteBuffer;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import java.util.zip.CRC32C;
+
+/**
+ * The primary's replication engine for one volume, on its own thread (never an event loop, since it
+ * reads the mapped image and may wait for the link to drain).
+ *
+ * <p>Per connection: connect, handshake, then bring the standby up to date by comparing block hashes
+ * (the standby sends its hashes in batches; only differing blocks are marked dirty and sent), drain the
+ * dirty map, switch to streaming the ordered replication log, and fall back to catch-up from the dirty
+ * map if the log overflows. On any failure the link is closed and the cycle starts again after a
+ * backoff; every reconnect begins with a full compare, so nothing in flight at a failure is lost.
+ */
+public final class ReplicationSender implements Runnable, AutoCloseable
+{
+    /** Hash-compare batches in flight, so the standby hashes the next while we compare this one. */
+    static final int HASH_WINDOW = 4;
+    static final int HASH_BATCH_BYTES = 16 << 20;
+    static final int FLUSH_EVERY_FRAMES = 32;
+    static final long MIN_BACKOFF_MS = 100;
+    static final long MAX_BACKOFF_MS = 5_000;
+    static final long REJECTED_BACKOFF_MS = 10_000;
+
+    private final PrimaryVolume primary;
+    private final Volume volume;
+    private final DirtyMap dirtyMap;
+    private final ReplicationLog log;
+    private final VolumeState state;
+    private final NodeConfig node;
+    private final PeerConfig peer;
+    private final Transport transport;
+    private final String component;
+    private final int blockSize;
+    private final int frameBlocks;
+    private final BlockEncoder encoder;
+    private final ByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
+    private final CRC32C crc = new CRC32C();
+    private final int[] runLength = new int[1];
+    private final long[] recordOffset = new long[1];
+    private final Thread thread;
+
+    private volatile boolean running = true;
+    private Channel channel;
+    private PrimaryLinkHandler link;
+    private long seq;
+    private int unflushed;
+    private long syncDoneSeq = -1;
+
+    public ReplicationSender(final PrimaryVolume primary, final NodeConfig node, final PeerConfig peer,
+        final Transport transport)
+    {
+        this.primary = primary;
+        this.volume = primary.volume();
+        this.dirtyMap = primary.metadata().dirtyMap();
+        this.log = primary.log();
+        this.state = primary.state();
+        this.node = node;
+        this.peer = peer;
+        this.transport = transport;
+        this.component = node.name() + "/" + primary.name();
+        this.blockSize = primary.config().blockSize();
+        this.frameBlocks = WireProtocol.MAX_PAYLOAD_BYTES / blockSize;
+        this.encoder = new BlockEncoder(primary.config().compression());
+        this.thread = new Thread(this, "doppel-sender-" + primary.name());
+        this.thread.setDaemon(true);
+    }
+
+    public void start()
+    {
+        thread.start();
+    }
+
+    @Override
+    public void run()
+    {
+        long backoff = MIN_BACKOFF_MS;
+        String lastProblem = "";
+        while (running)
+        {
+            state.replication(VolumeState.Replication.CONNECTING);
+            try
+            {
+                connect();
+                handshake();
+                backoff = MIN_BACKOFF_MS;
+                lastProblem = "";
+                state.lastError("");
+                synchronize();
+                stream();
+            }
+            catch (final InterruptedException e)
+            {
+                break;
+            }
+            catch (final PeerRejectedException e)
+            {
+                backoff = REJECTED_BACKOFF_MS;
+                lastProblem = report(e.getMessage(), lastProblem, true);
+            }
+            catch (final LinkDownException e)
+            {
+                lastProblem = report(e.getMessage(), lastProblem, false);
+            }
+            catch (final ProtocolException e)
+            {
+                lastProblem = report("protocol error: " + e.getMessage(), lastProblem, true);
+            }
+            catch (final RuntimeException | Error e)
+            {
+                lastProblem = report("unexpected " + e, lastProblem, true);
+            }
+            finally
+            {
+                disconnect();
+            }
+            if (running)
+            {
+                sleep(backoff);
+                backoff = Math.min(backoff * 2, Math.max(backoff, MAX_BACKOFF_MS));
+            }
+        }
+    }
+
+    private String report(final String problem, final String lastProblem, final boolean error)
+    {
+        state.lastError(problem);
+        if (!problem.equals(lastProblem))
+        {
+            final String line = "peer " + peer.name() + " at " + peer.address().getHostString() + ":"
+                + peer.address().getPort() + ": " + problem;
+            if (error)
+            {
+                Log.error(component, line);
+            }
+            else
+            {
+                Log.warn(component, line);
+            }
+        }
+        return problem;
+    }
+
+    private void connect() throws LinkDownException, InterruptedException
+    {
+        link = new PrimaryLinkHandler(component, state, node.heartbeatTimeoutMillis());
+        final Bootstrap b = new Bootstrap()
+            .group(transport.group())
+            .channel(transport.socketClass())
+            .option(ChannelOption.TCP_NODELAY, true)
+            .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 5_000)
+            .option(ChannelOption.WRITE_BUFFER_WATER_MARK, new WriteBufferWaterMark(1 << 20, 4 << 20))
+            .handler(new ChannelInitializer<Channel>()
+            {
+                @Override
+                protected void initChannel(final Channel ch)
+                {
+                    ch.pipeline().addLast(
+                        new IdleStateHandler(node.heartbeatTimeoutMillis(), node.heartbeatIntervalMillis(), 0,
+                            TimeUnit.MILLISECONDS),
+                        new FrameDecoder(),
+                        link);
+                }
+            });
+        final ChannelFuture f = b.connect(Transport.resolve(peer.address()));
+        f.await();
+        if (!f.isSuccess())
+        {
+            throw new LinkDownException("cannot connect: " + f.cause().getMessage());
+        }
+        channel = f.channel();
+    }
+
+    private void handshake() throws LinkDownException, PeerRejectedException, InterruptedException
+    {
+        final Hello mine = Hello.of(WireProtocol.ROLE_PRIMARY, volume.size(), blockSize, node.name(), peer.name(),
+            primary.name());
+        final ByteBuf buf = alloc.buffer();
+        mine.encode(buf, WireProtocol.TYPE_HELLO, crc);
+        channel.writeAndFlush(buf);
+        final Hello reply = link.awaitHello(node.heartbeatTimeoutMillis());
+        final String mismatch = reply.mismatch(node.name(), peer.name(), WireProtocol.ROLE_STANDBY, volume.size(),
+            blockSize);
+        if (mismatch != null || !reply.volume().equals(primary.name()))
+        {
+            final String why = mismatch != null ? mismatch : "peer answered for volume " + reply.volume();
+            final ByteBuf reject = alloc.buffer();
+            Hello.encodeReject(reject, why, crc);
+            channel.writeAndFlush(reject);
+            throw new PeerRejectedException(why);
+        }
+        state.connected(true);
+        state.connects.incrementAndGet();
+        Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
+            + transport.name() + ")");
+    }
+
+    /** Compares every block's hash with the standby's and sends the ones that differ, then drains the dirty map. */
+    private void synchronize() throws LinkDownException, InterruptedException
+    {
+        log.stopLogging();
+        state.replication(VolumeState.Replication.SYNCING);
+        state.disk(VolumeState.Disk.SYNCING);
+        sendControl(WireProtocol.TYPE_SYNC_BEGIN);
+        final long startNanos = System.nanoTime();
+        final long sentBefore = state.bytesSent();
+        final long blocks = dirtyMap.blockCount();
+        final int batch = (int)Math.max(1, Math.min(WireProtocol.MAX_HASHES_PER_LIST, HASH_BATCH_BYTES / blockSize));
+        state.syncTotalBytes.set(volume.size());
+        state.syncedBytes.set(0);
+        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
+        long requested = 0;
+        int outstanding = 0;
+        for (long start = 0; start < blocks; start += batch)
+        {
+            while (outstanding < HASH_WINDOW && requested < blocks)
+            {
+                final int count = (int)Math.min(batch, blocks - requested);
+                requestHashes(requested, count);
+                requested += count;
+                outstanding++;
+            }
+            flush();
+            final ByteBuf list = link.awaitHashList();
+            outstanding--;
+            final int count = (int)Math.min(batch, blocks - start);
+            try
+            {
+                markDiffering(list, start, count, zeroHash);
+            }
+            finally
+            {
+                list.release();
+            }
+            shipDirty(start, start + count);
+            state.syncedBytes.set(Math.min(volume.size(), (start + count) * blockSize));
+        }
+        catchUp();
+        final double seconds = (System.nanoTime() - startNanos) / 1e9;
+        Log.info(component, String.format("compare and sync done in %.1f s: %d bytes sent for a %d-byte volume",
+            seconds, state.bytesSent() - sentBefore, volume.size()));
+    }
+
+    private void requestHashes(final long start, final int count) throws LinkDownException
+    {
+        final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 12);
+        final int frame = WireProtocol.beginFrame(buf, WireProtocol.TYPE_HASH_REQUEST);
+        buf.writeLong(start);
+        buf.writeInt(count);
+        WireProtocol.endFrame(buf, frame, crc);
+        send(buf);
+    }
+
+    private void markDiffering(final ByteBuf list, final long start, final int count, final HashValue128 zeroHash)
+    {
+        if (list.readableBytes() < 12)
+        {
+            throw new ProtocolException("HASH_LIST frame: truncated header");
+        }
+        final long listStart = list.readLong();
+        final int listCount = list.readInt();
+        if (listStart != start || listCount != count || list.readableBytes() != (long)count * WireProtocol.HASH_BYTES)
+        {
+            throw new ProtocolException("HASH_LIST frame: blocks " + listStart + "+" + listCount + " with "
+                + list.readableBytes() + " hash bytes; expected blocks " + start + "+" + count);
+        }
+        for (int i = 0; i < count; i++)
+        {
+            final long block = start + i;
+            final long offset = block * blockSize;
+            final int length = blockLength(block);
+            final ByteBuffer window = volume.windowFor(offset);
+            final int index = volume.indexInWindow(offset);
+            final long hi = list.readLong();
+            final long lo = list.readLong();
+            final HashValue128 local = ZeroBlocks.isZero(window, index, length)
+                ? (length == blockSize ? zeroHash : BlockHash.ofZeros(length))
+                : BlockHash.of(window, index, length);
+            if (local.getMostSignificantBits() != hi || local.getLeastSignificantBits() != lo)
+            {
+                dirtyMap.mark(block);
+            }
+        }
+    }
+
+    /** Ships dirty blocks until none is left, then starts streaming the log (atomically with the check). */
+    private void catchUp() throws LinkDownException
+    {
+        do
+        {
+            shipDirty(0, dirtyMap.blockCount());
+        }
+        while (!log.startLogging());
+        syncDoneSeq = sendControl(WireProtocol.TYPE_SYNC_DONE);
+        flush();
+        state.replication(VolumeState.Replication.STREAMING);
+    }
+
+    private void stream() throws LinkDownException, InterruptedException
+    {
+        while (running)
+        {
+            if (link.isClosed())
+            {
+                throw new LinkDownException(link.closeReason());
+            }
+            final ByteBuf record = log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordOffset);
+            if (record != null)
+            {
+                try
+                {
+                    shipRecord(recordOffset[0], record);
+                }
+                finally
+                {
+                    record.release();
+                    log.sent();
+                }
+                continue;
+            }
+            flush();
+            if (state.ackedSeq() >= syncDoneSeq && state.disk() != VolumeState.Disk.UP_TO_DATE)
+            {
+                state.disk(VolumeState.Disk.UP_TO_DATE);
+                Log.info(component, "standby " + peer.name() + " is up to date; streaming");
+            }
+            if (!log.isLogging())
+            {
+                Log.warn(component, "replication log overflowed (more than "
+                    + primary.config().logBytes() + " bytes unsent); catching up from the dirty map, standby is"
+                    + " inconsistent until done");
+                state.replication(VolumeState.Replication.BEHIND);
+                state.disk(VolumeState.Disk.INCONSISTENT);
+                sendControl(WireProtocol.TYPE_SYNC_BEGIN);
+                catchUp();
+            }
+        }
+    }
+
+    /** Claims and sends the dirty runs in {@code [from, to)}, in offset order. */
+    private void shipDirty(final long from, final long to) throws LinkDownException
+    {
+        long block = from;
+        while (true)
+        {
+            final long start = dirtyMap.claimRun(block, to, frameBlocks, runLength);
+            if (start < 0)
+            {
+                return;
+            }
+            final long offset = start * blockSize;
+            final long end = Math.min(volume.size(), (start + runLength[0]) * blockSize);
+            shipVolumeRange(offset, end - offset);
+            block = start + runLength[0];
+        }
+    }
+
+    /**
+     * Sends a block-aligned range straight from the mapped image: runs of zero blocks as ZERO frames,
+     * runs of data blocks coalesced into DATA frames (never across a window or past the payload limit).
+     */
+    private void shipVolumeRange(final long offset, final long length) throws LinkDownException
+    {
+        long pos = offset;
+        final long end = offset + length;
+        while (pos < end)
+        {
+            final ByteBuffer window = volume.windowFor(pos);
+            final int index = volume.indexInWindow(pos);
+            final int n = (int)Math.min(Math.min(end - pos, WireProtocol.MAX_PAYLOAD_BYTES), window.capacity() - index);
+            int i = 0;
+            while (i < n)
+            {
+                final boolean zero = ZeroBlocks.isZero(window, index + i, Math.min(blockSize, n - i));
+                final int segment = i;
+                i += Math.min(blockSize, n - i);
+                while (i < n && ZeroBlocks.isZero(window, index + i, Math.min(blockSize, n - i)) == zero)
+                {
+                    i += Math.min(blockSize, n - i);
+                }
+                final long segmentOffset = pos + segment;
+                final int segmentLength = i - segment;
+                if (zero)
+                {
+                    state.zeroBytes.addAndGet(segmentLength);
+                    send(encoder.encodeZero(alloc, ++seq, segmentOffset, segmentLength));
+                }
+                else
+                {
+                    send(encodeData(segmentOffset, window, index + segment, segmentLength));
+                }
+                state.blocksSent.addAndGet((segmentLength + blockSize - 1) / blockSize);
+            }
+            pos += n;
+        }
+    }
+
+    /** Sends one logged write, split at the payload limit; zero writes travel as ZERO frames. */
+    private void shipRecord(final long offset, final ByteBuf record) throws LinkDownException
+    {
+        final ByteBuffer data = record.nioBuffer();
+        final int base = data.position();
+        final int length = data.remaining();
+        int done = 0;
+        while (done < length)
+        {
+            final int n = Math.min(length - done, WireProtocol.MAX_PAYLOAD_BYTES);
+            if (ZeroBlocks.isZero(data, base + done, n))
+            {
+                state.zeroBytes.addAndGet(n);
+                send(encoder.encodeZero(alloc, ++seq, offset + done, n));
+            }
+            else
+            {
+                send(encodeData(offset + done, data, base + done, n));
+            }
+            state.blocksSent.addAndGet((n + blockSize - 1) / blockSize);
+            done += n;
+        }
+    }
+
+    private ByteBuf encodeData(final long offset, final ByteBuffer src, final int index, final int length)
+    {
+        final long rawBefore = encoder.rawBytes();
+        final long payloadBefore = encoder.payloadBytes();
+        final ByteBuf frame = encoder.encode(alloc, ++seq, offset, src, index, length);
+        state.compressionSavedBytes.addAndGet((encoder.rawBytes() - rawBefore) - (encoder.payloadBytes() - payloadBefore));
+        return frame;
+    }
+
+    /** A frame with only a sequence number (SYNC_BEGIN, SYNC_DONE); returns that number. */
+    private long sendControl(final int type) throws LinkDownException
+    {
+        final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 8);
+        final int frame = WireProtocol.beginFrame(buf, type);
+        final long mySeq = ++seq;
+        buf.writeLong(mySeq);
+        WireProtocol.endFrame(buf, frame, crc);
+        send(buf);
+        return mySeq;
+    }
+
+    /**
+     * Queues a frame on the link, waiting (on this thread, never the event loop) while the channel is
+     * above its high watermark: flow control by writability, never by an unbounded queue.
+     */
+    private void send(final ByteBuf frame) throws LinkDownException
+    {
+        if (!channel.isWritable())
+        {
+            flush();
+            while (!channel.isWritable())
+            {
+                if (!channel.isActive())
+                {
+                    frame.release();
+                    throw new LinkDownException(link.closeReason());
+                }
+                LockSupport.parkNanos(100_000);
+            }
+        }
+        if (!channel.isActive())
+        {
+            frame.release();
+            throw new LinkDownException(link.closeReason());
+        }
+        state.bytesSent.addAndGet(frame.readableBytes());
+        state.sentSeq.set(seq);
+        channel.write(frame, channel.voidPromise());
+        if (++unflushed >= FLUSH_EVERY_FRAMES)
+        {
+            flush();
+        }
+    }
+
+    private void flush()
+    {
+        if (unflushed > 0 && channel != null)
+        {
+            channel.flush();
+            unflushed = 0;
+        }
+    }
+
+    private int blockLength(final long block)
+    {
+        return (int)Math.min(blockSize, volume.size() - block * blockSize);
+    }
+
+    private void disconnect()
+    {
+        log.stopLogging();
+        state.connected(false);
+        if (state.disk() == VolumeState.Disk.UP_TO_DATE)
+        {
+            state.disk(VolumeState.Disk.OUTDATED);
+        }
+        else if (state.disk() == VolumeState.Disk.SYNCING)
+        {
+            state.disk(VolumeState.Disk.INCONSISTENT);
+        }
+        unflushed = 0;
+        if (channel != null)
+        {
+            channel.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+            channel = null;
+        }
+        if (link != null)
+        {
+            link.releaseQueued();
+        }
+    }
+
+    private static void sleep(final long millis)
+    {
+        try
+        {
+            Thread.sleep(millis);
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() throws InterruptedException
+    {
+        running = false;
+        thread.interrupt();
+        thread.join(5_000);
+    }
+}

@@ -1,0 +1,245 @@
+package io.doppel.replication;
+
+import com.dynatrace.hash4j.hashing.HashValue128;
+import io.doppel.log.Log;
+import io.doppel.net.Hello;
+import io.doppel.net.ProtocolException;
+import io.doppel.net.WireProtocol;
+import io.doppel.pipeline.BlockApplier;
+import io.doppel.pipeline.BlockHash;
+import io.doppel.storage.Volume;
+import io.doppel.storage.ZeroBlocks;
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.handler.codec.DecoderException;
+import io.netty.handler.timeout.IdleState;
+import io.netty.handler.timeout.IdleStateEvent;
+
+import java.nio.ByteBuffer;
+import java.util.function.Function;
+import java.util.zip.CRC32C;
+
+/**
+ * The standby's end of one peer link. It runs on an apply executor, not the I/O loop, because it
+ * writes into the mapped image (page faults can block). The channel does not auto-read: the next read
+ * is requested only after the frames of the previous one are applied, so a slow disk slows the
+ * primary down through TCP instead of filling memory.
+ */
+final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
+{
+    private final String nodeName;
+    private final LinkTargets volumes;
+    private final long timeoutMillis;
+    private final CRC32C crc = new CRC32C();
+    private StandbyVolume standby;
+    private BlockApplier applier;
+    private String component;
+    private long appliedSeq;
+    private long ackedSeq;
+
+    StandbyLinkHandler(final String nodeName, final LinkTargets volumes, final long timeoutMillis)
+    {
+        this.nodeName = nodeName;
+        this.volumes = volumes;
+        this.timeoutMillis = timeoutMillis;
+        this.component = nodeName + "/link";
+    }
+
+    @Override
+    public void channelActive(final ChannelHandlerContext ctx)
+    {
+        ctx.read();
+        ctx.fireChannelActive();
+    }
+
+    @Override
+    public void channelRead(final ChannelHandlerContext ctx, final Object msg)
+    {
+        final ByteBuf frame = (ByteBuf)msg;
+        try
+        {
+            final int type = frame.readUnsignedByte();
+            frame.skipBytes(3);
+            if (standby == null)
+            {
+                if (type != WireProtocol.TYPE_HELLO)
+                {
+                    throw new ProtocolException("expected HELLO as the first frame, got " + WireProtocol.typeName(type));
+                }
+                onHello(ctx, Hello.decode(frame));
+                return;
+            }
+            if (!standby.isCurrent(ctx.channel()))
+            {
+                ctx.close(); // a newer link from the primary took over this volume
+                return;
+            }
+            standby.state().bytesReceived.addAndGet(frame.readableBytes() + WireProtocol.TYPE_OFFSET);
+            switch (type)
+            {
+                case WireProtocol.TYPE_DATA:
+                    appliedSeq = applier.applyData(frame);
+                    standby.state().blocksReceived.incrementAndGet();
+                    break;
+                case WireProtocol.TYPE_ZERO:
+                    appliedSeq = applier.applyZero(frame);
+                    standby.state().blocksReceived.incrementAndGet();
+                    break;
+                case WireProtocol.TYPE_HASH_REQUEST:
+                    onHashRequest(ctx, frame);
+                    break;
+                case WireProtocol.TYPE_SYNC_BEGIN:
+                    appliedSeq = frame.readLong();
+                    standby.state().replication(VolumeState.Replication.SYNCING);
+                    standby.state().disk(VolumeState.Disk.SYNCING);
+                    Log.info(component, "sync from primary begins; this copy is inconsistent until it ends");
+                    break;
+                case WireProtocol.TYPE_SYNC_DONE:
+                    appliedSeq = frame.readLong();
+                    standby.volume().flush();
+                    standby.state().replication(VolumeState.Replication.STREAMING);
+                    standby.state().disk(VolumeState.Disk.UP_TO_DATE);
+                    Log.info(component, "sync done, copy flushed and up to date; streaming");
+                    break;
+                case WireProtocol.TYPE_PING:
+                    break;
+                default:
+                    throw new ProtocolException("unexpected " + WireProtocol.typeName(type) + " frame from the primary");
+            }
+        }
+        catch (final InternalError e)
+        {
+            // A fault in a mapped write: the disk is full or failing. Nothing is acknowledged for it.
+            throw new ProtocolException("writing the copy failed (disk full or I/O error?): " + e.getMessage());
+        }
+        finally
+        {
+            frame.release();
+        }
+    }
+
+    private void onHello(final ChannelHandlerContext ctx, final Hello hello)
+    {
+        component = nodeName + "/" + hello.volume();
+        final StandbyVolume target = volumes.standby(hello.volume());
+        String why = null;
+        if (target == null)
+        {
+            why = volumes.isPrimaryHere(hello.volume())
+                ? "volume " + hello.volume() + " is primary on " + nodeName + " too: both sides cannot be primary"
+                : "no volume named \"" + hello.volume() + "\" on node " + nodeName + " (" + volumes.describe() + ")";
+        }
+        else
+        {
+            why = hello.mismatch(nodeName, target.config().peer(), WireProtocol.ROLE_PRIMARY, target.volume().size(),
+                target.config().blockSize());
+        }
+        if (why != null)
+        {
+            Log.error(component, "refused link from " + ctx.channel().remoteAddress() + ": " + why);
+            final ByteBuf reject = ctx.alloc().buffer();
+            Hello.encodeReject(reject, why, crc);
+            ctx.writeAndFlush(reject).addListener(ChannelFutureListener.CLOSE);
+            return;
+        }
+        standby = target;
+        applier = new BlockApplier(target.volume());
+        target.attach(ctx.channel());
+        final ByteBuf ok = ctx.alloc().buffer();
+        Hello.of(WireProtocol.ROLE_STANDBY, target.volume().size(), target.config().blockSize(), nodeName,
+            hello.node(), hello.volume()).encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
+        ctx.writeAndFlush(ok);
+        Log.info(component, "accepted link from primary " + hello.node() + " at " + ctx.channel().remoteAddress());
+    }
+
+    private void onHashRequest(final ChannelHandlerContext ctx, final ByteBuf frame)
+    {
+        final long start = frame.readLong();
+        final int count = frame.readInt();
+        final Volume volume = standby.volume();
+        final int blockSize = standby.config().blockSize();
+        final long blocks = (volume.size() + blockSize - 1) / blockSize;
+        if (count <= 0 || count > WireProtocol.MAX_HASHES_PER_LIST || start < 0 || start > blocks - count)
+        {
+            throw new ProtocolException("HASH_REQUEST for blocks " + start + "+" + count + ": expected 1-"
+                + WireProtocol.MAX_HASHES_PER_LIST + " blocks within 0-" + blocks);
+        }
+        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
+        final ByteBuf list = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 12 + count * WireProtocol.HASH_BYTES);
+        final int begin = WireProtocol.beginFrame(list, WireProtocol.TYPE_HASH_LIST);
+        list.writeLong(start);
+        list.writeInt(count);
+        for (int i = 0; i < count; i++)
+        {
+            final long offset = (start + i) * blockSize;
+            final int length = (int)Math.min(blockSize, volume.size() - offset);
+            final ByteBuffer window = volume.windowFor(offset);
+            final int index = volume.indexInWindow(offset);
+            final HashValue128 h = ZeroBlocks.isZero(window, index, length)
+                ? (length == blockSize ? zeroHash : BlockHash.ofZeros(length))
+                : BlockHash.of(window, index, length);
+            list.writeLong(h.getMostSignificantBits());
+            list.writeLong(h.getLeastSignificantBits());
+        }
+        WireProtocol.endFrame(list, begin, crc);
+        ctx.writeAndFlush(list, ctx.voidPromise());
+    }
+
+    @Override
+    public void channelReadComplete(final ChannelHandlerContext ctx)
+    {
+        if (standby != null && appliedSeq != ackedSeq)
+        {
+            final ByteBuf ack = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
+            final int start = WireProtocol.beginFrame(ack, WireProtocol.TYPE_ACK);
+            ack.writeLong(appliedSeq);
+            WireProtocol.endFrame(ack, start, crc);
+            ctx.writeAndFlush(ack, ctx.voidPromise());
+            ackedSeq = appliedSeq;
+        }
+        ctx.read();
+    }
+
+    @Override
+    public void userEventTriggered(final ChannelHandlerContext ctx, final Object evt)
+    {
+        if (evt instanceof IdleStateEvent)
+        {
+            final IdleStateEvent idle = (IdleStateEvent)evt;
+            if (idle.state() == IdleState.WRITER_IDLE)
+            {
+                final ByteBuf ping = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
+                final int start = WireProtocol.beginFrame(ping, WireProtocol.TYPE_PING);
+                ping.writeLong(System.nanoTime());
+                WireProtocol.endFrame(ping, start, crc);
+                ctx.writeAndFlush(ping, ctx.voidPromise());
+            }
+            else if (idle.state() == IdleState.READER_IDLE)
+            {
+                Log.warn(component, "no frame from the primary for " + timeoutMillis + " ms (heartbeat timeout); closing");
+                ctx.close();
+            }
+        }
+    }
+
+    @Override
+    public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
+    {
+        final Throwable root = cause instanceof DecoderException && cause.getCause() != null ? cause.getCause() : cause;
+        Log.warn(component, "link from " + ctx.channel().remoteAddress() + ": " + root.getMessage() + "; closing");
+        ctx.close();
+    }
+
+    @Override
+    public void channelInactive(final ChannelHandlerContext ctx)
+    {
+        if (standby != null)
+        {
+            standby.detach(ctx.channel());
+            Log.info(component, "link from primary closed");
+        }
+        ctx.fireChannelInactive();
+    }
+}

@@ -1,0 +1,102 @@
+package io.doppel.replication;
+
+import io.doppel.config.VolumeConfig;
+import io.doppel.storage.MetadataFile;
+import io.doppel.storage.Volume;
+import io.netty.channel.Channel;
+
+import java.io.IOException;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * A volume this node holds as standby: the mapped copy that the primary's frames are written into.
+ * At most one primary link feeds it; a new, accepted link replaces the old one (the old TCP
+ * connection may be dead without either side knowing yet).
+ */
+public final class StandbyVolume implements AutoCloseable
+{
+    private final VolumeConfig config;
+    private final Volume volume;
+    private final MetadataFile metadata;
+    private final VolumeState state;
+    private final AtomicReference<Channel> link = new AtomicReference<>();
+
+    public StandbyVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
+        final VolumeState state)
+    {
+        this.config = config;
+        this.volume = volume;
+        this.metadata = metadata;
+        this.state = state;
+        state.replication(VolumeState.Replication.CONNECTING);
+    }
+
+    public String name()
+    {
+        return config.name();
+    }
+
+    public VolumeConfig config()
+    {
+        return config;
+    }
+
+    public Volume volume()
+    {
+        return volume;
+    }
+
+    public VolumeState state()
+    {
+        return state;
+    }
+
+    /** Makes {@code channel} the volume's feed, closing any previous one. */
+    void attach(final Channel channel)
+    {
+        final Channel previous = link.getAndSet(channel);
+        if (previous != null && previous != channel)
+        {
+            previous.close();
+        }
+        state.connected(true);
+        state.connects.incrementAndGet();
+    }
+
+    /** The link {@code channel} ended; if it was the current feed, the volume waits for the next. */
+    void detach(final Channel channel)
+    {
+        if (link.compareAndSet(channel, null))
+        {
+            state.connected(false);
+            state.replication(VolumeState.Replication.CONNECTING);
+            if (state.disk() == VolumeState.Disk.SYNCING)
+            {
+                state.disk(VolumeState.Disk.INCONSISTENT);
+            }
+            else if (state.disk() == VolumeState.Disk.UP_TO_DATE)
+            {
+                state.disk(VolumeState.Disk.OUTDATED);
+            }
+        }
+    }
+
+    boolean isCurrent(final Channel channel)
+    {
+        return link.get() == channel;
+    }
+
+    @Override
+    public void close() throws IOException
+    {
+        final Channel ch = link.getAndSet(null);
+        if (ch != null)
+        {
+            ch.close();
+        }
+        try (metadata)
+        {
+            volume.close();
+        }
+    }
+}

@@ -1,0 +1,170 @@
+package io.doppel.replication;
+
+import io.doppel.config.VolumeConfig;
+
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * What one volume is doing, as {@code /status} reports it: written by the replication threads,
+ * read by the admin endpoint. Plain volatile fields and atomic counters; nothing here blocks.
+ */
+public final class VolumeState
+{
+    /** Values of {@code replication} in /status. */
+    public enum Replication
+    {
+        CONNECTING, SYNCING, STREAMING, BEHIND, PAUSED, STANDALONE;
+
+        public String wireName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /** Values of {@code disk} in /status: the standby copy's state as this node knows it. */
+    public enum Disk
+    {
+        UP_TO_DATE, SYNCING, INCONSISTENT, OUTDATED, UNKNOWN;
+
+        public String wireName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
+        }
+    }
+
+    private final VolumeConfig config;
+    private final long size;
+    private volatile Replication replication = Replication.CONNECTING;
+    private volatile Disk disk = Disk.UNKNOWN;
+    private volatile boolean connected;
+    private volatile String lastError = "";
+
+    final AtomicLong bytesSent = new AtomicLong();
+    final AtomicLong bytesReceived = new AtomicLong();
+    final AtomicLong blocksSent = new AtomicLong();
+    final AtomicLong blocksReceived = new AtomicLong();
+    final AtomicLong zeroBytes = new AtomicLong();
+    final AtomicLong compressionSavedBytes = new AtomicLong();
+    final AtomicLong syncedBytes = new AtomicLong();
+    final AtomicLong syncTotalBytes = new AtomicLong();
+    final AtomicLong sentSeq = new AtomicLong();
+    final AtomicLong ackedSeq = new AtomicLong();
+    final AtomicLong logOverflows = new AtomicLong();
+    final AtomicLong connects = new AtomicLong();
+
+    public VolumeState(final VolumeConfig config, final long size)
+    {
+        this.config = config;
+        this.size = size;
+    }
+
+    public VolumeConfig config()
+    {
+        return config;
+    }
+
+    public long size()
+    {
+        return size;
+    }
+
+    public Replication replication()
+    {
+        return replication;
+    }
+
+    public void replication(final Replication value)
+    {
+        replication = value;
+    }
+
+    public Disk disk()
+    {
+        return disk;
+    }
+
+    public void disk(final Disk value)
+    {
+        disk = value;
+    }
+
+    public boolean connected()
+    {
+        return connected;
+    }
+
+    public void connected(final boolean value)
+    {
+        connected = value;
+    }
+
+    public String lastError()
+    {
+        return lastError;
+    }
+
+    public void lastError(final String value)
+    {
+        lastError = value;
+    }
+
+    public long bytesSent()
+    {
+        return bytesSent.get();
+    }
+
+    public long bytesReceived()
+    {
+        return bytesReceived.get();
+    }
+
+    public long blocksSent()
+    {
+        return blocksSent.get();
+    }
+
+    public long blocksReceived()
+    {
+        return blocksReceived.get();
+    }
+
+    public long zeroBytes()
+    {
+        return zeroBytes.get();
+    }
+
+    public long compressionSavedBytes()
+    {
+        return compressionSavedBytes.get();
+    }
+
+    public long syncedBytes()
+    {
+        return syncedBytes.get();
+    }
+
+    public long syncTotalBytes()
+    {
+        return syncTotalBytes.get();
+    }
+
+    public long sentSeq()
+    {
+        return sentSeq.get();
+    }
+
+    public long ackedSeq()
+    {
+        return ackedSeq.get();
+    }
+
+    public long logOverflows()
+    {
+        return logOverflows.get();
+    }
+
+    public long connects()
+    {
+        return connects.get();
+    }
+}

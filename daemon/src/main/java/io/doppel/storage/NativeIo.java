@@ -1,0 +1,131 @@
+package io.doppel.storage;
+
+import com.sun.jna.Library;
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Native;
+import com.sun.jna.ptr.LongByReference;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/**
+ * The few Linux calls the JDK does not offer, reached through JNA's direct libc binding:
+ * a block device's size ({@code ioctl(BLKGETSIZE64)}) and hole punching ({@code fallocate}).
+ * Control-plane use only (open, size, the rare zero range); never per block on the hot path.
+ */
+public final class NativeIo
+{
+    /** {@code _IOR(0x12, 114, size_t)} from linux/fs.h. */
+    static final long BLKGETSIZE64 = 0x80081272L;
+    static final int O_RDONLY = 0;
+    static final int O_RDWR = 2;
+    static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+
+    private interface LibC extends Library
+    {
+        int open(String path, int flags) throws LastErrorException;
+
+        int close(int fd) throws LastErrorException;
+
+        int ioctl(int fd, long request, LongByReference value) throws LastErrorException;
+
+        int fallocate(int fd, int mode, long offset, long length) throws LastErrorException;
+    }
+
+    private static final LibC LIBC = load();
+
+    private NativeIo()
+    {
+    }
+
+    private static LibC load()
+    {
+        try
+        {
+            return Native.load("c", LibC.class);
+        }
+        catch (final Throwable t)
+        {
+            return null;
+        }
+    }
+
+    /** True when libc could be bound (JNA's native part unpacked and loaded). */
+    public static boolean available()
+    {
+        return LIBC != null;
+    }
+
+    /** Size in bytes of a block device, from {@code ioctl(BLKGETSIZE64)}. */
+    public static long blockDeviceSize(final Path device) throws IOException
+    {
+        requireLibc("read the size of block device " + device);
+        int fd = -1;
+        try
+        {
+            fd = LIBC.open(device.toString(), O_RDONLY);
+            final LongByReference size = new LongByReference();
+            LIBC.ioctl(fd, BLKGETSIZE64, size);
+            return size.getValue();
+        }
+        catch (final LastErrorException e)
+        {
+            throw new IOException(device + ": ioctl(BLKGETSIZE64) failed: errno " + e.getErrorCode(), e);
+        }
+        finally
+        {
+            closeQuietly(fd);
+        }
+    }
+
+    /**
+     * Deallocates {@code [offset, offset+length)} of a regular file, keeping its size: the range reads
+     * as zeros afterwards. Returns false when the file system does not support it (the caller writes zeros).
+     */
+    public static boolean punchHole(final Path file, final long offset, final long length)
+    {
+        if (LIBC == null)
+        {
+            return false;
+        }
+        int fd = -1;
+        try
+        {
+            fd = LIBC.open(file.toString(), O_RDWR);
+            LIBC.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+            return true;
+        }
+        catch (final LastErrorException e)
+        {
+            return false;
+        }
+        finally
+        {
+            closeQuietly(fd);
+        }
+    }
+
+    private static void closeQuietly(final int fd)
+    {
+        if (fd >= 0)
+        {
+            try
+            {
+                LIBC.close(fd);
+            }
+            catch (final LastErrorException ignore)
+            {
+                // nothing useful to do: the descriptor is gone either way
+            }
+        }
+    }
+
+    private static void requireLibc(final String what) throws IOException
+    {
+        if (LIBC == null)
+        {
+            throw new IOException("cannot " + what + ": JNA could not bind libc (is java.io.tmpdir noexec?)");
+        }
+    }
+}

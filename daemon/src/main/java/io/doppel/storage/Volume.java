@@ -1,0 +1,294 @@
+package io.doppel.storage;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.MappedByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+
+/**
+ * An image file or block device, memory-mapped read-write in windows of at most 1 GiB.
+ *
+ * <p>Why windows: a single {@link MappedByteBuffer} is limited to 2 GiB, and volumes are far larger.
+ * The window length is a multiple of the largest block size (1 MiB), so an aligned block never
+ * straddles two windows and the block pipeline can read it straight from the mapping. Byte-granular
+ * reads and writes may cross windows; they are split here.
+ *
+ * <p>All access uses absolute-index operations on shared window buffers, so the methods are safe to
+ * call from many threads and allocate nothing. {@link #flush()} forces only the windows written since
+ * the previous flush.
+ */
+public final class Volume implements Closeable
+{
+    /** Default and largest window: 1 GiB. */
+    public static final long MAX_WINDOW_BYTES = 1L << 30;
+    /** Windows are a multiple of this, the largest supported block size. */
+    public static final int WINDOW_ALIGNMENT = 1 << 20;
+
+    private final Path path;
+    private final long size;
+    private final boolean blockDevice;
+    private final int windowShift;
+    private final long windowMask;
+    private final FileChannel channel;
+    private final MappedByteBuffer[] windows;
+    private final AtomicIntegerArray touched;
+
+    private Volume(final Path path, final long size, final boolean blockDevice, final long windowBytes,
+        final FileChannel channel) throws IOException
+    {
+        this.path = path;
+        this.size = size;
+        this.blockDevice = blockDevice;
+        this.windowShift = Long.numberOfTrailingZeros(windowBytes);
+        this.windowMask = windowBytes - 1;
+        this.channel = channel;
+        final int count = (int)((size + windowBytes - 1) >>> windowShift);
+        this.windows = new MappedByteBuffer[count];
+        this.touched = new AtomicIntegerArray(Math.max(count, 1));
+        for (int i = 0; i < count; i++)
+        {
+            final long start = (long)i << windowShift;
+            windows[i] = channel.map(FileChannel.MapMode.READ_WRITE, start, Math.min(windowBytes, size - start));
+        }
+    }
+
+    /**
+     * Opens an existing image file or block device, or creates a sparse image. When {@code wantedSize}
+     * is positive, a regular file is created or extended (never shrunk) to that size; a block device
+     * must be at least that large.
+     */
+    public static Volume open(final Path path, final long wantedSize) throws IOException
+    {
+        return open(path, wantedSize, MAX_WINDOW_BYTES);
+    }
+
+    /** As {@link #open(Path, long)} with a chosen window length (tests use small windows). */
+    public static Volume open(final Path path, final long wantedSize, final long windowBytes) throws IOException
+    {
+        if (windowBytes < WINDOW_ALIGNMENT || windowBytes > MAX_WINDOW_BYTES || Long.bitCount(windowBytes) != 1)
+        {
+            throw new IllegalArgumentException("window=" + windowBytes + ": expected a power of two between "
+                + WINDOW_ALIGNMENT + " and " + MAX_WINDOW_BYTES);
+        }
+        final boolean device = isBlockDevice(path);
+        final FileChannel channel;
+        long size;
+        if (device)
+        {
+            channel = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
+            size = NativeIo.blockDeviceSize(path);
+            if (wantedSize > size)
+            {
+                channel.close();
+                throw new IOException(path + ": block device holds " + size + " bytes, config asks for " + wantedSize);
+            }
+        }
+        else
+        {
+            if (wantedSize <= 0 && !Files.exists(path))
+            {
+                throw new IOException(path + ": no such image, and no size given to create one");
+            }
+            channel = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE,
+                StandardOpenOption.CREATE);
+            size = channel.size();
+            if (wantedSize > size)
+            {
+                // Extending by writing one byte at the end keeps the file sparse.
+                channel.write(ByteBuffer.wrap(new byte[1]), wantedSize - 1);
+                size = wantedSize;
+            }
+        }
+        if (size <= 0)
+        {
+            channel.close();
+            throw new IOException(path + ": volume is empty (size 0)");
+        }
+        try
+        {
+            return new Volume(path, size, device, windowBytes, channel);
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            channel.close();
+            throw e;
+        }
+    }
+
+    static boolean isBlockDevice(final Path path) throws IOException
+    {
+        if (!Files.exists(path))
+        {
+            return false;
+        }
+        final int mode = (Integer)Files.getAttribute(path, "unix:mode");
+        return (mode & 0170000) == 0060000;
+    }
+
+    public Path path()
+    {
+        return path;
+    }
+
+    public long size()
+    {
+        return size;
+    }
+
+    public boolean isBlockDevice()
+    {
+        return blockDevice;
+    }
+
+    /** Copies {@code dst.remaining()} bytes starting at {@code offset} into {@code dst}, advancing its position. */
+    public void read(final long offset, final ByteBuffer dst)
+    {
+        final int length = dst.remaining();
+        checkRange(offset, length);
+        long pos = offset;
+        int done = 0;
+        while (done < length)
+        {
+            final MappedByteBuffer window = windows[(int)(pos >>> windowShift)];
+            final int inWindow = (int)(pos & windowMask);
+            final int n = Math.min(length - done, window.capacity() - inWindow);
+            dst.put(dst.position() + done, window, inWindow, n);
+            done += n;
+            pos += n;
+        }
+        dst.position(dst.position() + length);
+    }
+
+    /** Copies {@code src.remaining()} bytes from {@code src} to {@code offset}, advancing its position. */
+    public void write(final long offset, final ByteBuffer src)
+    {
+        final int length = src.remaining();
+        checkRange(offset, length);
+        long pos = offset;
+        int done = 0;
+        while (done < length)
+        {
+            final int index = (int)(pos >>> windowShift);
+            final MappedByteBuffer window = windows[index];
+            final int inWindow = (int)(pos & windowMask);
+            final int n = Math.min(length - done, window.capacity() - inWindow);
+            window.put(inWindow, src, src.position() + done, n);
+            touch(index);
+            done += n;
+            pos += n;
+        }
+        src.position(src.position() + length);
+    }
+
+    /** Writes {@code length} zero bytes at {@code offset}. */
+    public void writeZeros(final long offset, final long length)
+    {
+        checkRange(offset, length);
+        final ByteBuffer zeros = ZeroBlocks.ZEROS;
+        long done = 0;
+        while (done < length)
+        {
+            final int n = (int)Math.min(length - done, zeros.capacity());
+            write(offset + done, zeros.duplicate().limit(n));
+            done += n;
+        }
+    }
+
+    /** True when every byte of {@code [offset, offset+length)} is zero. */
+    public boolean isZero(final long offset, final long length)
+    {
+        checkRange(offset, length);
+        long pos = offset;
+        long done = 0;
+        while (done < length)
+        {
+            final MappedByteBuffer window = windows[(int)(pos >>> windowShift)];
+            final int inWindow = (int)(pos & windowMask);
+            final int n = (int)Math.min(length - done, window.capacity() - inWindow);
+            if (!ZeroBlocks.isZero(window, inWindow, n))
+            {
+                return false;
+            }
+            done += n;
+            pos += n;
+        }
+        return true;
+    }
+
+    /**
+     * The shared window buffer holding {@code offset}; use only absolute-index operations on it, from
+     * {@link #indexInWindow(long)}, and never cross its end (aligned blocks never do).
+     */
+    public ByteBuffer windowFor(final long offset)
+    {
+        return windows[(int)(offset >>> windowShift)];
+    }
+
+    public int indexInWindow(final long offset)
+    {
+        return (int)(offset & windowMask);
+    }
+
+    /** Marks the window holding {@code offset} written, for callers that wrote through {@link #windowFor}. */
+    public void touched(final long offset)
+    {
+        touch((int)(offset >>> windowShift));
+    }
+
+    /** Forces every window written since the last flush to stable storage. */
+    public void flush()
+    {
+        for (int i = 0; i < windows.length; i++)
+        {
+            if (touched.get(i) != 0)
+            {
+                touched.set(i, 0);
+                windows[i].force();
+            }
+        }
+    }
+
+    /** Deallocates a range of an image file so it reads as zeros; writes zeros where that is not possible. */
+    public void zeroRange(final long offset, final long length)
+    {
+        checkRange(offset, length);
+        if (isZero(offset, length))
+        {
+            return;
+        }
+        if (blockDevice || !NativeIo.punchHole(path, offset, length))
+        {
+            writeZeros(offset, length);
+        }
+    }
+
+    private void touch(final int index)
+    {
+        if (touched.get(index) == 0)
+        {
+            touched.set(index, 1);
+        }
+    }
+
+    private void checkRange(final long offset, final long length)
+    {
+        if (offset < 0 || length < 0 || offset > size - length)
+        {
+            throw new IndexOutOfBoundsException("offset=" + offset + " length=" + length + ": outside volume "
+                + path + " of " + size + " bytes");
+        }
+    }
+
+    @Override
+    public void close() throws IOException
+    {
+        flush();
+        channel.close();
+    }
+}
