@@ -1,0 +1,58 @@
+package io.doppel.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code doppel} command: the daemon itself and the operator's tools that talk to a running one.
+ * Exit codes: 0 success, 1 the asked-for check failed (demo copy differs, daemon unreachable),
+ * 2 bad usage or config, 3 the daemon could not start.
+ */
+@Command(name = "doppel", mixinStandardHelpOptions = true, version = "doppel 0.1.0",
+    description = "Block-level replication: a live, crash-consistent twin of a disk image on a standby host.",
+    subcommands = {
+        DaemonCommand.class,
+        StatusCommand.class,
+        DemoCommand.class,
+        ImageCommands.MakeImage.class,
+        ImageCommands.MutateImage.class,
+        ImageCommands.HashImage.class,
+        CommandLine.HelpCommand.class
+    },
+    exitCodeListHeading = "%nExit codes:%n",
+    exitCodeList = {
+        "0:success",
+        "1:the check failed (copy differs, daemon unreachable, timeout)",
+        "2:bad usage or config",
+        "3:the daemon could not start (volume, port, disk)"
+    })
+public final class DoppelCli implements Runnable
+{
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    public static void main(final String[] args)
+    {
+        System.exit(execute(args));
+    }
+
+    public static int execute(final String... args)
+    {
+        final CommandLine cli = new CommandLine(new DoppelCli());
+        cli.setExitCodeExceptionMapper(e -> 2);
+        cli.setParameterExceptionHandler((ex, a) ->
+        {
+            ex.getCommandLine().getErr().println("doppel: " + ex.getMessage());
+            ex.getCommandLine().getErr().println("try: " + ex.getCommandLine().getCommandSpec().qualifiedName()
+                + " --help");
+            return 2;
+        });
+        return cli.execute(args);
+    }
+
+    @Override
+    public void run()
+    {
+        spec.commandLine().usage(System.out);
+    }
+}
