@@ -182,6 +182,8 @@ public final class DoppelNode implements AutoCloseable
         {
             peerServer.close();
         }
+        // Links before loops: a link's last events run on the apply executor and the event loop.
+        standbys.values().forEach(StandbyVolume::disconnect);
         if (transport != null)
         {
             transport.close();

@@ -86,14 +86,20 @@ public final class StandbyVolume implements AutoCloseable
         return link.get() == channel;
     }
 
+    /** Closes the current link, if any, and waits briefly for it to be gone (shutdown). */
+    public void disconnect()
+    {
+        final Channel ch = link.get();
+        if (ch != null)
+        {
+            ch.close().awaitUninterruptibly(2, java.util.concurrent.TimeUnit.SECONDS);
+        }
+    }
+
     @Override
     public void close() throws IOException
     {
-        final Channel ch = link.getAndSet(null);
-        if (ch != null)
-        {
-            ch.close();
-        }
+        disconnect();
         try (metadata)
         {
             volume.close();
