@@ -124,7 +124,7 @@ final class DemoCommand implements Callable<Integer>
                 if (System.nanoTime() - waitStart > 120_000_000_000L)
                 {
                     return fail("standby did not catch up within 120 s (" + vm1.state().replication() + ", "
-                        + vm1.pendingBytes() + " bytes pending, last error: " + vm1.state().lastError() + ")");
+                        + vm1.dirtyBytes() + " bytes dirty, " + vm1.logBytes() + " in the log, last error: " + vm1.state().lastError() + ")");
                 }
                 Thread.sleep(50);
             }
@@ -179,7 +179,7 @@ final class DemoCommand implements Callable<Integer>
                 final double elapsed = (now - start) / 1e9;
                 progress(String.format(Locale.ROOT, "%4.1f s: %d writes, %s written (%.0f MiB/s), %s sent,"
                         + " %s pending, %s", elapsed, writes, Units.formatBytes(written), written / elapsed / (1 << 20),
-                    Units.formatBytes(vm1.state().bytesSent()), Units.formatBytes(vm1.pendingBytes()),
+                    Units.formatBytes(vm1.state().bytesSent()), Units.formatBytes(vm1.logBytes() + vm1.dirtyBytes()),
                     vm1.state().replication().wireName()));
             }
             if ((writes & 15) == 0)

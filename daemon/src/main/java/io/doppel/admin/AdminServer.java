@@ -62,7 +62,7 @@ public final class AdminServer implements AutoCloseable
         return new AdminServer(server, executor);
     }
 
-    /** The bound address (useful when the config asked for port 0). */
+    /** The bound address. */
     public InetSocketAddress address()
     {
         return server.getAddress();

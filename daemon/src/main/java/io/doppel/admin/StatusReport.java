@@ -14,8 +14,7 @@ public final class StatusReport
     {
     }
 
-    public static Map<String, Object> of(final String node, final List<VolumeState> volumes,
-        final Map<String, Long> pendingBytes)
+    public static Map<String, Object> of(final String node, final List<VolumeState> volumes)
     {
         final Map<String, Object> root = new LinkedHashMap<>();
         root.put("node", node);
@@ -34,7 +33,8 @@ public final class StatusReport
             m.put("peer", peer);
             m.put("replication", v.replication().wireName());
             m.put("disk", v.disk().wireName());
-            m.put("dirtyBytes", pendingBytes.getOrDefault(v.config().name(), 0L));
+            m.put("dirtyBytes", v.dirtyBytes());
+            m.put("logBytes", v.logBytes());
             m.put("bytesSent", v.bytesSent());
             m.put("bytesReceived", v.bytesReceived());
             m.put("syncedBytes", v.syncedBytes());

@@ -11,7 +11,8 @@ import java.util.concurrent.CountDownLatch;
 
 /**
  * {@code doppel daemon --config FILE}: runs a node in the foreground until SIGTERM/SIGINT, which is
- * what systemd runs. Exit codes: 0 clean stop, 2 bad config, 3 could not start (volume, port, disk).
+ * what systemd runs. Exit codes: 2 bad config, 3 could not start (volume, port, disk); a stop by SIGTERM
+ * ends the way the JVM ends on a signal, with 143 (the unit lists it as success).
  */
 public final class DaemonMain
 {

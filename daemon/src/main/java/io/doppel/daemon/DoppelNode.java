@@ -150,9 +150,7 @@ public final class DoppelNode implements AutoCloseable
     /** The /status document. */
     public Map<String, Object> status()
     {
-        final Map<String, Long> pending = new LinkedHashMap<>();
-        primaries.forEach((name, p) -> pending.put(name, p.pendingBytes()));
-        return StatusReport.of(config.node().name(), states, pending);
+        return StatusReport.of(config.node().name(), states);
     }
 
     public AdminServer admin()

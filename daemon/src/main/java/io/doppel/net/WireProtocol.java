@@ -123,6 +123,30 @@ public final class WireProtocol
         return (int)crc.getValue();
     }
 
+    /** Reads a frame's type and steps past flags and reserved; the reader index is then on the body. */
+    public static int readType(final ByteBuf frame)
+    {
+        final int type = frame.readUnsignedByte();
+        frame.skipBytes(3);
+        return type;
+    }
+
+    /** Bytes of a frame on the wire, given the frame as the decoder emits it (reader index on the type). */
+    public static int wireBytes(final ByteBuf frame)
+    {
+        return TYPE_OFFSET + frame.readableBytes();
+    }
+
+    /** Fails unless at least {@code bytes} of body remain. */
+    public static void requireBody(final ByteBuf body, final int bytes, final int type)
+    {
+        if (body.readableBytes() < bytes)
+        {
+            throw new ProtocolException(typeName(type) + " frame: truncated body, " + body.readableBytes()
+                + " bytes (expected " + bytes + ")");
+        }
+    }
+
     public static void writeName(final ByteBuf buf, final String name)
     {
         final byte[] bytes = name.getBytes(StandardCharsets.UTF_8);

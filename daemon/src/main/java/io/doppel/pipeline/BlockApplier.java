@@ -23,7 +23,9 @@ public final class BlockApplier
     private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
 
     private final Volume volume;
-    private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES);
+    private long lastLength;
+    private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES)
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN);
 
     public BlockApplier(final Volume volume)
     {
@@ -83,6 +85,7 @@ public final class BlockApplier
         }
         volume.write(offset, scratch.limit(length).position(0));
         body.skipBytes(payload);
+        lastLength = length;
         return seq;
     }
 
@@ -98,7 +101,14 @@ public final class BlockApplier
         final long length = body.readLong();
         checkRange("ZERO", offset, length);
         volume.zeroRange(offset, length);
+        lastLength = length;
         return seq;
+    }
+
+    /** Bytes covered by the last frame applied. */
+    public long lastLength()
+    {
+        return lastLength;
     }
 
     private int decompress(final Compression codec, final ByteBuffer in, final int payload, final int length)

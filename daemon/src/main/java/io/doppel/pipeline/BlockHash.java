@@ -16,7 +16,9 @@ import java.nio.ByteOrder;
 public final class BlockHash
 {
     private static final Hasher128 XXH3 = Hashing.xxh3_128();
-    private static final ByteAccess<ByteBuffer> ACCESS = ByteAccess.forByteBuffer(ByteOrder.LITTLE_ENDIAN);
+    /** hash4j reads multi-byte words with the buffer's own getLong/getInt, so the access must match its order. */
+    private static final ByteAccess<ByteBuffer> LITTLE_ENDIAN = ByteAccess.forByteBuffer(ByteOrder.LITTLE_ENDIAN);
+    private static final ByteAccess<ByteBuffer> BIG_ENDIAN = ByteAccess.forByteBuffer(ByteOrder.BIG_ENDIAN);
 
     private BlockHash()
     {
@@ -25,7 +27,8 @@ public final class BlockHash
     /** XXH3-128 of {@code buffer[index, index+length)}, by absolute reads. */
     public static HashValue128 of(final ByteBuffer buffer, final int index, final int length)
     {
-        return XXH3.hashBytesTo128Bits(buffer, index, length, ACCESS);
+        return XXH3.hashBytesTo128Bits(buffer, index, length,
+            buffer.order() == ByteOrder.LITTLE_ENDIAN ? LITTLE_ENDIAN : BIG_ENDIAN);
     }
 
     public static HashValue128 of(final byte[] bytes, final int offset, final int length)

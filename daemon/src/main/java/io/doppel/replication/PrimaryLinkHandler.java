@@ -109,9 +109,8 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
         boolean keep = false;
         try
         {
-            state.bytesReceived.addAndGet(frame.readableBytes() + WireProtocol.TYPE_OFFSET);
-            final int type = frame.readUnsignedByte();
-            frame.skipBytes(3);
+            state.bytesReceived.addAndGet(WireProtocol.wireBytes(frame));
+            final int type = WireProtocol.readType(frame);
             switch (type)
             {
                 case WireProtocol.TYPE_HELLO_OK:
@@ -125,6 +124,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                     keep = true;
                     break;
                 case WireProtocol.TYPE_ACK:
+                    WireProtocol.requireBody(frame, 8, type);
                     final long seq = frame.readLong();
                     if (seq > state.ackedSeq.get())
                     {

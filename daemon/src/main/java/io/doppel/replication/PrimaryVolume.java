@@ -27,6 +27,7 @@ public final class PrimaryVolume implements AutoCloseable
         this.metadata = metadata;
         this.state = state;
         this.log = log;
+        state.pending(this::dirtyBytes, this::logBytes);
     }
 
     public String name()
@@ -82,10 +83,22 @@ public final class PrimaryVolume implements AutoCloseable
         metadata.flush();
     }
 
-    /** Bytes not yet handed to the link: dirty blocks plus the log. */
-    public long pendingBytes()
+    /** Bytes the dirty map marks (whole blocks); while streaming these are also in the log. */
+    public long dirtyBytes()
     {
-        return metadata.dirtyMap().dirtyBlocks() * config.blockSize() + log.queuedBytes();
+        return metadata.dirtyMap().dirtyBlocks() * config.blockSize();
+    }
+
+    /** Bytes waiting in the replication log (or taken from it and not yet handed to the link). */
+    public long logBytes()
+    {
+        return log.queuedBytes();
+    }
+
+    /** Nothing left to hand to the link: no dirty block and an empty log. */
+    public boolean nothingPending()
+    {
+        return dirtyBytes() == 0 && logBytes() == 0;
     }
 
     /**
@@ -94,7 +107,7 @@ public final class PrimaryVolume implements AutoCloseable
      */
     public boolean inSync()
     {
-        return state.replication() == VolumeState.Replication.STREAMING && pendingBytes() == 0
+        return state.replication() == VolumeState.Replication.STREAMING && nothingPending()
             && state.ackedSeq() == state.sentSeq() && state.disk() == VolumeState.Disk.UP_TO_DATE;
     }
 

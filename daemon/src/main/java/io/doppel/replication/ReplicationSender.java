@@ -107,11 +107,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         while (running)
         {
             state.replication(VolumeState.Replication.CONNECTING);
+            long wait = backoff;
             try
             {
                 connect();
                 handshake();
                 backoff = MIN_BACKOFF_MS;
+                wait = backoff;
                 lastProblem = "";
                 state.lastError("");
                 synchronize();
@@ -123,8 +125,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             catch (final PeerRejectedException e)
             {
-                backoff = REJECTED_BACKOFF_MS;
+                // Config must change on one side; retry slowly, without growing the link backoff.
                 lastProblem = report(e.getMessage(), lastProblem, true);
+                wait = REJECTED_BACKOFF_MS;
             }
             catch (final LinkDownException e)
             {
@@ -144,8 +147,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             if (running)
             {
-                sleep(backoff);
-                backoff = Math.min(backoff * 2, Math.max(backoff, MAX_BACKOFF_MS));
+                sleep(wait);
+                backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
             }
         }
     }
@@ -332,6 +335,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             {
                 throw new LinkDownException(link.closeReason());
             }
+            if (state.disk() != VolumeState.Disk.UP_TO_DATE && state.ackedSeq() >= syncDoneSeq)
+            {
+                state.disk(VolumeState.Disk.UP_TO_DATE);
+                Log.info(component, "standby " + peer.name() + " is up to date; streaming");
+            }
             final ByteBuf record = log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordOffset);
             if (record != null)
             {
@@ -347,18 +355,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 continue;
             }
             flush();
-            if (state.ackedSeq() >= syncDoneSeq && state.disk() != VolumeState.Disk.UP_TO_DATE)
-            {
-                state.disk(VolumeState.Disk.UP_TO_DATE);
-                Log.info(component, "standby " + peer.name() + " is up to date; streaming");
-            }
             if (!log.isLogging())
             {
                 Log.warn(component, "replication log overflowed (more than "
                     + primary.config().logBytes() + " bytes unsent); catching up from the dirty map, standby is"
                     + " inconsistent until done");
                 state.replication(VolumeState.Replication.BEHIND);
-                state.disk(VolumeState.Disk.INCONSISTENT);
+                state.disk(VolumeState.Disk.SYNCING);
                 sendControl(WireProtocol.TYPE_SYNC_BEGIN);
                 catchUp();
             }

@@ -38,6 +38,8 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     private String component;
     private long appliedSeq;
     private long ackedSeq;
+    /** Set on the first bad frame: frames of the same read still queued here must not reach the volume. */
+    private boolean failed;
 
     StandbyLinkHandler(final String nodeName, final LinkTargets volumes, final long timeoutMillis)
     {
@@ -60,8 +62,12 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         final ByteBuf frame = (ByteBuf)msg;
         try
         {
-            final int type = frame.readUnsignedByte();
-            frame.skipBytes(3);
+            if (failed)
+            {
+                return;
+            }
+            final int wireBytes = WireProtocol.wireBytes(frame);
+            final int type = WireProtocol.readType(frame);
             if (standby == null)
             {
                 if (type != WireProtocol.TYPE_HELLO)
@@ -76,27 +82,29 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                 ctx.close(); // a newer link from the primary took over this volume
                 return;
             }
-            standby.state().bytesReceived.addAndGet(frame.readableBytes() + WireProtocol.TYPE_OFFSET);
+            standby.state().bytesReceived.addAndGet(wireBytes);
             switch (type)
             {
                 case WireProtocol.TYPE_DATA:
                     appliedSeq = applier.applyData(frame);
-                    standby.state().blocksReceived.incrementAndGet();
+                    standby.state().blocksReceived.addAndGet(blocks(applier.lastLength()));
                     break;
                 case WireProtocol.TYPE_ZERO:
                     appliedSeq = applier.applyZero(frame);
-                    standby.state().blocksReceived.incrementAndGet();
+                    standby.state().blocksReceived.addAndGet(blocks(applier.lastLength()));
                     break;
                 case WireProtocol.TYPE_HASH_REQUEST:
                     onHashRequest(ctx, frame);
                     break;
                 case WireProtocol.TYPE_SYNC_BEGIN:
+                    WireProtocol.requireBody(frame, 8, type);
                     appliedSeq = frame.readLong();
                     standby.state().replication(VolumeState.Replication.SYNCING);
                     standby.state().disk(VolumeState.Disk.SYNCING);
                     Log.info(component, "sync from primary begins; this copy is inconsistent until it ends");
                     break;
                 case WireProtocol.TYPE_SYNC_DONE:
+                    WireProtocol.requireBody(frame, 8, type);
                     appliedSeq = frame.readLong();
                     standby.volume().flush();
                     standby.state().replication(VolumeState.Replication.STREAMING);
@@ -105,12 +113,23 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                     break;
                 case WireProtocol.TYPE_PING:
                     break;
+                case WireProtocol.TYPE_REJECT:
+                    failed = true;
+                    Log.error(component, "primary refused this standby: " + Hello.decodeReject(frame));
+                    ctx.close();
+                    break;
                 default:
                     throw new ProtocolException("unexpected " + WireProtocol.typeName(type) + " frame from the primary");
             }
         }
+        catch (final RuntimeException e)
+        {
+            failed = true;
+            throw e;
+        }
         catch (final InternalError e)
         {
+            failed = true;
             // A fault in a mapped write: the disk is full or failing. Nothing is acknowledged for it.
             throw new ProtocolException("writing the copy failed (disk full or I/O error?): " + e.getMessage());
         }
@@ -154,8 +173,15 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         Log.info(component, "accepted link from primary " + hello.node() + " at " + ctx.channel().remoteAddress());
     }
 
+    private long blocks(final long bytes)
+    {
+        final int blockSize = standby.config().blockSize();
+        return (bytes + blockSize - 1) / blockSize;
+    }
+
     private void onHashRequest(final ChannelHandlerContext ctx, final ByteBuf frame)
     {
+        WireProtocol.requireBody(frame, 12, WireProtocol.TYPE_HASH_REQUEST);
         final long start = frame.readLong();
         final int count = frame.readInt();
         final Volume volume = standby.volume();
@@ -190,6 +216,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void channelReadComplete(final ChannelHandlerContext ctx)
     {
+        if (failed)
+        {
+            return;
+        }
         if (standby != null && appliedSeq != ackedSeq)
         {
             final ByteBuf ack = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
@@ -227,6 +257,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
     {
+        failed = true;
         final Throwable root = cause instanceof DecoderException && cause.getCause() != null ? cause.getCause() : cause;
         Log.warn(component, "link from " + ctx.channel().remoteAddress() + ": " + root.getMessage() + "; closing");
         ctx.close();

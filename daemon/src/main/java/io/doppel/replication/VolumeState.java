@@ -3,6 +3,7 @@ package io.doppel.replication;
 import io.doppel.config.VolumeConfig;
 
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
 
 /**
  * What one volume is doing, as {@code /status} reports it: written by the replication threads,
@@ -38,6 +39,8 @@ public final class VolumeState
     private volatile Disk disk = Disk.UNKNOWN;
     private volatile boolean connected;
     private volatile String lastError = "";
+    private volatile LongSupplier dirtyBytes = () -> 0;
+    private volatile LongSupplier logBytes = () -> 0;
 
     final AtomicLong bytesSent = new AtomicLong();
     final AtomicLong bytesReceived = new AtomicLong();
@@ -106,6 +109,25 @@ public final class VolumeState
     public void lastError(final String value)
     {
         lastError = value;
+    }
+
+    /** Where the owner of the volume reads its dirty-map and log sizes from. */
+    void pending(final LongSupplier dirty, final LongSupplier log)
+    {
+        dirtyBytes = dirty;
+        logBytes = log;
+    }
+
+    /** Bytes marked in the dirty map (whole blocks). */
+    public long dirtyBytes()
+    {
+        return dirtyBytes.getAsLong();
+    }
+
+    /** Bytes waiting in the replication log. */
+    public long logBytes()
+    {
+        return logBytes.getAsLong();
     }
 
     public long bytesSent()

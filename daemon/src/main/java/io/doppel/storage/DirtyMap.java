@@ -88,6 +88,10 @@ public final class DirtyMap
     {
         final long mask = 1L << block;
         final int index = index(block >>> 6);
+        // The caller's data store must be visible before we decide the bit needs no update; a plain
+        // read could be satisfied while that store still sits in this core's store buffer, and a
+        // drainer clearing the bit in between would then read the old data.
+        VarHandle.fullFence();
         if (((long)WORDS.getVolatile(bits, index) & mask) != 0)
         {
             return; // already dirty: skip the write so hot words are not bounced between cores
@@ -112,6 +116,7 @@ public final class DirtyMap
     /** Marks blocks {@code [from, to)}. */
     public void markBlocks(final long from, final long to)
     {
+        VarHandle.fullFence(); // see mark(): the data stores come first
         long block = from;
         while (block < to)
         {
@@ -153,10 +158,18 @@ public final class DirtyMap
     /** The first dirty block at or after {@code from}, or -1. */
     public long nextDirty(final long from)
     {
-        if (from >= blockCount)
+        return nextDirty(from, blockCount);
+    }
+
+    /** The first dirty block in {@code [from, limit)}, or -1; reads only the words of that range. */
+    public long nextDirty(final long from, final long limit)
+    {
+        final long end = Math.min(limit, blockCount);
+        if (from >= end)
         {
             return -1;
         }
+        final long lastWord = (end - 1) >>> 6;
         long w = from >>> 6;
         long word = word(w) & (-1L << from);
         while (true)
@@ -164,9 +177,9 @@ public final class DirtyMap
             if (word != 0)
             {
                 final long block = (w << 6) + Long.numberOfTrailingZeros(word);
-                return block < blockCount ? block : -1;
+                return block < end ? block : -1;
             }
-            if (++w >= wordCount)
+            if (++w > lastWord)
             {
                 return -1;
             }
@@ -182,8 +195,8 @@ public final class DirtyMap
      */
     public long claimRun(final long from, final long limit, final int maxBlocks, final int[] runLength)
     {
-        final long start = nextDirty(from);
-        if (start < 0 || start >= limit)
+        final long start = nextDirty(from, limit);
+        if (start < 0)
         {
             return -1;
         }

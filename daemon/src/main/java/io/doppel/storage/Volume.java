@@ -3,6 +3,7 @@ package io.doppel.storage;
 import java.io.Closeable;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
@@ -55,6 +56,8 @@ public final class Volume implements Closeable
         {
             final long start = (long)i << windowShift;
             windows[i] = channel.map(FileChannel.MapMode.READ_WRITE, start, Math.min(windowBytes, size - start));
+            // Native order on x86/ARM: the hash reads 64-bit words straight, without byte swaps.
+            windows[i].order(ByteOrder.LITTLE_ENDIAN);
         }
     }
 

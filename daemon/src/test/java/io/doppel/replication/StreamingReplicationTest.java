@@ -92,7 +92,7 @@ class StreamingReplicationTest
             // The standby is gone: writes keep landing locally and are tracked as dirty.
             awaitTrue(() -> !vm1.state().connected(), 30);
             writeConcurrently(vm1, 2, 500);
-            assertThat(vm1.pendingBytes()).isPositive();
+            assertThat(vm1.dirtyBytes()).isPositive();
             assertThat(vm1.state().disk()).isIn(VolumeState.Disk.OUTDATED, VolumeState.Disk.INCONSISTENT);
             try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig())))
             {
@@ -159,7 +159,7 @@ class StreamingReplicationTest
     static void awaitInSync(final PrimaryVolume vm1, final int seconds) throws InterruptedException
     {
         awaitTrue(vm1::inSync, seconds, () -> "volume never in sync: " + vm1.state().replication() + ", disk "
-            + vm1.state().disk() + ", pending " + vm1.pendingBytes() + ", sent/acked " + vm1.state().sentSeq() + "/"
+            + vm1.state().disk() + ", dirty " + vm1.dirtyBytes() + ", log " + vm1.logBytes() + ", sent/acked " + vm1.state().sentSeq() + "/"
             + vm1.state().ackedSeq() + ", last error: " + vm1.state().lastError());
     }
 

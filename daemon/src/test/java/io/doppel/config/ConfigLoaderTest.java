@@ -1,0 +1,356 @@
+package io.doppel.config;
+
+import io.doppel.pipeline.Compression;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+class ConfigLoaderTest
+{
+    private static final String NODE = String.join("\n",
+        "[node]",
+        "name = \"alpha\"",
+        "listen = \"127.0.0.1:7788\"",
+        "admin = \"127.0.0.1:7790\"",
+        "data-dir = \"/var/lib/doppel\"",
+        "");
+    private static final String PEER = String.join("\n",
+        "[[peer]]",
+        "name = \"beta\"",
+        "address = \"127.0.0.1:7789\"",
+        "");
+    private static final String VOLUME = String.join("\n",
+        "[[volume]]",
+        "name = \"vm1\"",
+        "path = \"/var/lib/doppel/images/vm1.img\"",
+        "size = \"10GiB\"",
+        "role = \"primary\"",
+        "peer = \"beta\"",
+        "block-size = \"4KiB\"",
+        "compression = \"lz4\"",
+        "");
+    private static final String EXAMPLE = NODE + PEER + VOLUME;
+
+    private static DoppelConfig parse(final String toml) throws ConfigException
+    {
+        return ConfigLoader.parse(toml, "test.toml");
+    }
+
+    /** Asserts that {@code toml} is refused with a message containing every one of {@code parts}. */
+    private static void refused(final String toml, final String... parts)
+    {
+        assertThatThrownBy(() -> parse(toml))
+            .isInstanceOf(ConfigException.class)
+            .hasMessageStartingWith("test.toml: ")
+            .satisfies(e ->
+            {
+                for (final String part : parts)
+                {
+                    assertThat(e.getMessage()).contains(part);
+                }
+            });
+    }
+
+    /** The example with one line of the volume table replaced (or added when {@code old} is null). */
+    private static String volumeWith(final String old, final String replacement)
+    {
+        return NODE + PEER + (old == null ? VOLUME + replacement + "\n" : VOLUME.replace(old, replacement));
+    }
+
+    // ------------------------------------------------------------------ the example
+
+    @Test
+    void exampleParsesWithTheRightValues() throws ConfigException
+    {
+        final DoppelConfig config = parse(EXAMPLE);
+        final NodeConfig node = config.node();
+        assertThat(node.name()).isEqualTo("alpha");
+        assertThat(node.listen().getHostString()).isEqualTo("127.0.0.1");
+        assertThat(node.listen().getPort()).isEqualTo(7788);
+        assertThat(node.listen().isUnresolved()).isTrue();
+        assertThat(node.admin().getHostString()).isEqualTo("127.0.0.1");
+        assertThat(node.admin().getPort()).isEqualTo(7790);
+        assertThat(node.dataDir()).isEqualTo(Path.of("/var/lib/doppel"));
+        assertThat(node.heartbeatIntervalMillis()).isEqualTo(1000);
+        assertThat(node.heartbeatTimeoutMillis()).isEqualTo(10_000);
+        assertThat(node.logLevel()).isEqualTo("info");
+
+        assertThat(config.peers()).hasSize(1);
+        final PeerConfig peer = config.peers().get(0);
+        assertThat(peer.name()).isEqualTo("beta");
+        assertThat(peer.address().getHostString()).isEqualTo("127.0.0.1");
+        assertThat(peer.address().getPort()).isEqualTo(7789);
+        assertThat(config.peer("beta")).contains(peer);
+        assertThat(config.peer("gamma")).isEmpty();
+
+        assertThat(config.volumes()).hasSize(1);
+        final VolumeConfig volume = config.volumes().get(0);
+        assertThat(volume.name()).isEqualTo("vm1");
+        assertThat(volume.path()).isEqualTo(Path.of("/var/lib/doppel/images/vm1.img"));
+        assertThat(volume.size()).isEqualTo(10L << 30);
+        assertThat(volume.role()).isEqualTo(VolumeConfig.Role.PRIMARY);
+        assertThat(volume.role().configName()).isEqualTo("primary");
+        assertThat(volume.peer()).isEqualTo("beta");
+        assertThat(volume.blockSize()).isEqualTo(4096);
+        assertThat(volume.compression()).isEqualTo(Compression.LZ4);
+        assertThat(volume.logBytes()).isEqualTo(64L << 20);
+        assertThat(volume.metadataPath(node.dataDir())).isEqualTo(Path.of("/var/lib/doppel/vm1.meta"));
+    }
+
+    @Test
+    void loadReadsAFile(@TempDir final Path tmp) throws IOException, ConfigException
+    {
+        final Path file = tmp.resolve("doppel.toml");
+        Files.writeString(file, EXAMPLE);
+        assertThat(ConfigLoader.load(file).node().name()).isEqualTo("alpha");
+        final Path missing = tmp.resolve("absent.toml");
+        assertThatThrownBy(() -> ConfigLoader.load(missing))
+            .isInstanceOf(ConfigException.class)
+            .hasMessageContaining(missing.toString())
+            .hasMessageContaining("cannot read config");
+    }
+
+    @Test
+    void defaultsAndOptionalKeys() throws ConfigException
+    {
+        final DoppelConfig config = parse(String.join("\n",
+            "[node]",
+            "name = \"alpha\"",
+            "heartbeat-interval = \"250ms\"",
+            "heartbeat-timeout = \"2s\"",
+            "log-level = \"debug\"",
+            "[[peer]]",
+            "name = \"beta\"",
+            "address = \"[::1]:7789\"",
+            "[[volume]]",
+            "name = \"vm2\"",
+            "path = \"/dev/vdb\"",
+            "role = \"STANDBY\"",
+            "compression = \"ZSTD\"",
+            "block-size = 65536",
+            "replication-log-size = \"1GiB\"",
+            ""));
+        assertThat(config.node().listen().getPort()).isEqualTo(7788);
+        assertThat(config.node().admin().getPort()).isEqualTo(7790);
+        assertThat(config.node().dataDir()).isEqualTo(Path.of("/var/lib/doppel"));
+        assertThat(config.node().heartbeatIntervalMillis()).isEqualTo(250);
+        assertThat(config.node().heartbeatTimeoutMillis()).isEqualTo(2000);
+        assertThat(config.node().logLevel()).isEqualTo("debug");
+        assertThat(config.peers().get(0).address().getHostString()).isEqualTo("::1");
+        final VolumeConfig v = config.volumes().get(0);
+        assertThat(v.size()).as("no size: use the device's").isZero();
+        assertThat(v.role()).isEqualTo(VolumeConfig.Role.STANDBY);
+        assertThat(v.peer()).as("the only peer is the default").isEqualTo("beta");
+        assertThat(v.blockSize()).isEqualTo(65536);
+        assertThat(v.compression()).isEqualTo(Compression.ZSTD);
+        assertThat(v.logBytes()).isEqualTo(1L << 30);
+    }
+
+    @Test
+    void integerSizes() throws ConfigException
+    {
+        final VolumeConfig v = parse(volumeWith("size = \"10GiB\"", "size = 4096")).volumes().get(0);
+        assertThat(v.size()).isEqualTo(4096);
+        final VolumeConfig w = parse(volumeWith("block-size = \"4KiB\"", "block-size = 1048576")).volumes().get(0);
+        assertThat(w.blockSize()).isEqualTo(1 << 20);
+    }
+
+    // ------------------------------------------------------------------ unknown keys
+
+    @Test
+    void unknownKeyAtTheTopIsNamed()
+    {
+        refused("colour = \"blue\"\n" + EXAMPLE, "colour", "unknown key", "node, peer, volume");
+    }
+
+    @Test
+    void unknownKeyInNodeIsNamed()
+    {
+        refused(EXAMPLE.replace("data-dir", "datadir"), "[node].datadir", "unknown key", "data-dir");
+    }
+
+    @Test
+    void unknownKeyInPeerIsNamed()
+    {
+        refused(EXAMPLE.replace("address =", "adress ="), "[[peer]].adress", "unknown key");
+    }
+
+    @Test
+    void unknownKeyInVolumeIsNamed()
+    {
+        refused(volumeWith("block-size = \"4KiB\"", "blocksize = \"4KiB\""), "[[volume]].blocksize", "unknown key",
+            "block-size");
+    }
+
+    // ------------------------------------------------------------------ bad values
+
+    @Test
+    void blockSizeMustBeAPowerOfTwoBetween4KiBAnd1MiB()
+    {
+        final String expected = "power of two between 4KiB and 1MiB";
+        refused(volumeWith("block-size = \"4KiB\"", "block-size = 3000"), "block-size", "3000", expected);
+        refused(volumeWith("block-size = \"4KiB\"", "block-size = \"3000\""), "block-size", "3000", expected);
+        refused(volumeWith("block-size = \"4KiB\"", "block-size = \"2KiB\""), "block-size", "2KiB", expected);
+        refused(volumeWith("block-size = \"4KiB\"", "block-size = \"2MiB\""), "block-size", "2MiB", expected);
+        refused(volumeWith("block-size = \"4KiB\"", "block-size = -4096"), "block-size", "-4096", expected);
+        refused(volumeWith("block-size = \"4KiB\"", "block-size = \"4 kB\""), "block-size", "4 kB", "decimal units");
+    }
+
+    @Test
+    void badCompressionNamesTheAcceptedList()
+    {
+        refused(volumeWith("compression = \"lz4\"", "compression = \"snappy\""), "[[volume vm1]].compression",
+            "snappy", "none | lz4 | zstd");
+        refused(volumeWith("compression = \"lz4\"", "compression = 1"), "compression", "expected a string");
+    }
+
+    @Test
+    void badAddressesAreRefused()
+    {
+        refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1\""), "[node].listen",
+            "127.0.0.1", "HOST:PORT");
+        refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1:http\""), "[node].listen",
+            "port is not a number");
+        refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1:70000\""), "[node].listen",
+            "port 70000 out of range", "1-65535");
+        refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1:0\""), "port 0 out of range");
+        refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \":7788\""), "[node].listen", "HOST:PORT");
+        refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1:\""), "HOST:PORT");
+        refused(EXAMPLE.replace("admin = \"127.0.0.1:7790\"", "admin = 7790"), "[node].admin", "expected a string");
+        refused(EXAMPLE.replace("address = \"127.0.0.1:7789\"", "address = \"beta\""), "[[peer beta]].address",
+            "HOST:PORT");
+        refused(EXAMPLE.replace("address = \"127.0.0.1:7789\"", "address = \"beta:-1\""), "[[peer beta]].address",
+            "out of range");
+    }
+
+    @Test
+    void volumePeerMustNameAKnownPeer()
+    {
+        refused(volumeWith("peer = \"beta\"", "peer = \"gamma\""), "[[volume vm1]].peer", "gamma",
+            "no [[peer]] has that name", "beta");
+    }
+
+    @Test
+    void volumePeerIsRequiredWithSeveralPeers()
+    {
+        final String twoPeers = NODE + PEER + "[[peer]]\nname = \"gamma\"\naddress = \"10.0.0.3:7788\"\n"
+            + VOLUME.replace("peer = \"beta\"\n", "");
+        refused(twoPeers, "[[volume vm1]].peer: missing", "beta", "gamma");
+    }
+
+    @Test
+    void duplicateNamesAreRefused()
+    {
+        refused(EXAMPLE + VOLUME, "[[volume]].name=\"vm1\"", "defined twice");
+        refused(NODE + PEER + PEER + VOLUME, "[[peer]].name=\"beta\"", "defined twice");
+    }
+
+    @Test
+    void peerWithThisNodesNameIsRefused()
+    {
+        refused(EXAMPLE.replace("name = \"beta\"", "name = \"alpha\"").replace("peer = \"beta\"", "peer = \"alpha\""),
+            "[[peer]].name=\"alpha\"", "own name");
+    }
+
+    @Test
+    void missingNodeTableIsRefused()
+    {
+        refused(PEER + VOLUME, "[node]", "missing");
+        refused("node = \"alpha\"\n" + PEER + VOLUME, "[node]", "missing");
+        refused(EXAMPLE.replace("name = \"alpha\"\n", ""), "[node].name", "missing (required)");
+    }
+
+    @Test
+    void badNamesRolesSizesAndDurations()
+    {
+        refused(EXAMPLE.replace("name = \"vm1\"", "name = \"vm 1\""), "[[volume]].name=\"vm 1\"", "letters, digits");
+        refused(EXAMPLE.replace("name = \"alpha\"", "name = \"-alpha\""), "[node].name");
+        refused(volumeWith("role = \"primary\"", "role = \"master\""), "[[volume vm1]].role=\"master\"",
+            "primary | standby");
+        refused(volumeWith("role = \"primary\"\n", ""), "[[volume vm1]].role", "missing");
+        refused(volumeWith("path = \"/var/lib/doppel/images/vm1.img\"\n", ""), "[[volume vm1]].path", "missing");
+        refused(volumeWith("size = \"10GiB\"", "size = \"10 GB\""), "[[volume vm1]].size=\"10 GB\"", "GB",
+            "decimal units");
+        refused(volumeWith("size = \"10GiB\"", "size = 0"), "[[volume vm1]].size=0", "positive");
+        refused(volumeWith("size = \"10GiB\"", "size = -5"), "[[volume vm1]].size=-5", "positive");
+        refused(volumeWith("size = \"10GiB\"", "size = 1.5"), "[[volume vm1]].size", "expected a string");
+        refused(volumeWith(null, "replication-log-size = \"512KiB\""), "replication-log-size", "1MiB and 16GiB");
+        refused(volumeWith(null, "replication-log-size = \"32GiB\""), "replication-log-size", "1MiB and 16GiB");
+        refused(EXAMPLE.replace("[node]\n", "[node]\nheartbeat-interval = \"5\"\n"), "[node].heartbeat-interval=\"5\"",
+            "ms, s, m or h");
+        refused(EXAMPLE.replace("[node]\n", "[node]\nheartbeat-interval = \"50ms\"\n"), "heartbeat-interval=50ms",
+            "at least 100ms");
+        refused(EXAMPLE.replace("[node]\n", "[node]\nheartbeat-timeout = \"1500ms\"\n"), "heartbeat-timeout=1500ms",
+            "twice the interval");
+        refused(EXAMPLE.replace("[node]\n", "[node]\nlog-level = \"trace\"\n"), "[node].log-level=\"trace\"",
+            "error | warn | info | debug");
+    }
+
+    @Test
+    void structuralErrors()
+    {
+        refused("this is not toml", "not valid TOML");
+        refused("peer = \"beta\"\n" + NODE, "peer: expected an array of tables", "[[peer]]");
+        refused(NODE + "[peer]\nname = \"beta\"\n", "peer: expected an array of tables");
+    }
+
+    // ------------------------------------------------------------------ units
+
+    @Test
+    void parseSizes()
+    {
+        assertThat(Units.parseSize("4KiB")).isEqualTo(4096);
+        assertThat(Units.parseSize("10GiB")).isEqualTo(10L << 30);
+        assertThat(Units.parseSize("4096")).isEqualTo(4096);
+        assertThat(Units.parseSize("4096B")).isEqualTo(4096);
+        assertThat(Units.parseSize(" 1 MiB ")).isEqualTo(1 << 20);
+        assertThat(Units.parseSize("4k")).isEqualTo(4096);
+        assertThat(Units.parseSize("2TiB")).isEqualTo(2L << 40);
+        assertThat(Units.parseSize("0")).isZero();
+    }
+
+    @Test
+    void badSizesAreRefusedWithTheAcceptedForms()
+    {
+        assertThatThrownBy(() -> Units.parseSize("10 GB"))
+            .isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining("unknown unit \"GB\"")
+            .hasMessageContaining("decimal units");
+        assertThatThrownBy(() -> Units.parseSize("-1"))
+            .isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining(Units.SIZE_FORMS);
+        assertThatThrownBy(() -> Units.parseSize("abc"))
+            .isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining(Units.SIZE_FORMS);
+        assertThatThrownBy(() -> Units.parseSize(""))
+            .isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> Units.parseSize("1.5GiB"))
+            .isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> Units.parseSize("99999999999999999999"))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("too large");
+        assertThatThrownBy(() -> Units.parseSize("8388608TiB"))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("too large");
+        assertThat(Units.parseSize("8388607TiB")).isEqualTo(8388607L << 40);
+    }
+
+    @Test
+    void durationsAndFormatting()
+    {
+        assertThat(Units.parseDurationMillis("500ms")).isEqualTo(500);
+        assertThat(Units.parseDurationMillis("15s")).isEqualTo(15_000);
+        assertThat(Units.parseDurationMillis("2m")).isEqualTo(120_000);
+        assertThat(Units.parseDurationMillis("1h")).isEqualTo(3_600_000);
+        assertThatThrownBy(() -> Units.parseDurationMillis("15"))
+            .isInstanceOf(IllegalArgumentException.class).hasMessageContaining(Units.DURATION_FORMS);
+        assertThatThrownBy(() -> Units.parseDurationMillis("1d")).isInstanceOf(IllegalArgumentException.class);
+        assertThat(Units.formatBytes(512)).isEqualTo("512 B");
+        assertThat(Units.formatBytes(4096)).isEqualTo("4.0 KiB");
+        assertThat(Units.formatBytes(3L << 29)).isEqualTo("1.5 GiB");
+    }
+}
