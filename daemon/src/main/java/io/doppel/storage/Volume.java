@@ -244,8 +244,11 @@ public final class Volume implements Closeable
         touch((int)(offset >>> windowShift));
     }
 
-    /** Forces every window written since the last flush to stable storage. */
-    public void flush()
+    /**
+     * Forces every window written since the last flush to stable storage. Serialised, so a flush that
+     * returns has seen the end of any flush already in progress (which may have taken a window's flag).
+     */
+    public synchronized void flush()
     {
         for (int i = 0; i < windows.length; i++)
         {
