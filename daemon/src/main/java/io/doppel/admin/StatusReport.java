@@ -27,6 +27,8 @@ public final class StatusReport
             m.put("size", v.size());
             m.put("blockSize", v.config().blockSize());
             m.put("compression", v.config().compression().configName());
+            m.put("ack", v.config().ack().configName());
+            m.put("nbd", v.config().nbd());
             final Map<String, Object> peer = new LinkedHashMap<>();
             peer.put("name", v.config().peer());
             peer.put("connected", v.connected());
@@ -46,6 +48,7 @@ public final class StatusReport
             m.put("sentSeq", v.sentSeq());
             m.put("ackedSeq", v.ackedSeq());
             m.put("logOverflows", v.logOverflows());
+            m.put("degradedAcks", v.degradedAcks());
             m.put("connects", v.connects());
             m.put("lastError", v.lastError());
             list.add(m);

@@ -32,7 +32,7 @@ public final class ConfigLoader
         "heartbeat-timeout", "log-level");
     private static final List<String> PEER_KEYS = List.of("name", "address");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
-        "compression", "replication-log-size");
+        "compression", "replication-log-size", "nbd", "ack");
     private static final List<String> LOG_LEVELS = List.of("error", "warn", "info", "debug");
 
     private final String source;
@@ -197,7 +197,27 @@ public final class ConfigLoader
             throw fail(where + "replication-log-size=" + v.get("replication-log-size")
                 + ": expected between 1MiB and 16GiB");
         }
-        return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes);
+        String nbd = null;
+        if (v.has("nbd"))
+        {
+            nbd = text(v.get("nbd"), where + "nbd");
+            final String problem = io.doppel.nbd.NbdServer.NbdAddress.problem(nbd);
+            if (problem != null)
+            {
+                throw fail(where + "nbd=\"" + nbd + "\": " + problem);
+            }
+        }
+        final String ackText = string(v, "ack", VolumeConfig.DEFAULT_ACK, where);
+        final VolumeConfig.Ack ack;
+        try
+        {
+            ack = VolumeConfig.Ack.valueOf(ackText.toUpperCase(Locale.ROOT));
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + "ack=\"" + ackText + "\": expected async | received | sync");
+        }
+        return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes, nbd, ack);
     }
 
     private List<JsonNode> arrayOfTables(final JsonNode root, final String key) throws ConfigException

@@ -6,13 +6,36 @@ import java.nio.file.Path;
 
 /** A {@code [[volume]]} entry: one replicated image or block device and its role on this node. */
 public record VolumeConfig(String name, Path path, long size, Role role, String peer, int blockSize,
-    Compression compression, long logBytes)
+    Compression compression, long logBytes, String nbd, Ack ack)
 {
     public static final String DEFAULT_BLOCK_SIZE = "4KiB";
     public static final int MIN_BLOCK_SIZE = 4096;
     public static final int MAX_BLOCK_SIZE = 1 << 20;
     public static final String DEFAULT_COMPRESSION = "lz4";
     public static final String DEFAULT_LOG_SIZE = "64MiB";
+
+    /** Whether this volume is served over NBD ({@code nbd} key present). */
+    public boolean hasNbd()
+    {
+        return nbd != null;
+    }
+
+    /**
+     * When a write through NBD is acknowledged (DRBD's protocols A, B, C): {@code async} once it is in
+     * the local image; {@code received} once the standby holds it too; {@code sync} as received, and
+     * FLUSH and FUA only once both sides have it on stable storage.
+     */
+    public enum Ack
+    {
+        ASYNC, RECEIVED, SYNC;
+
+        public String configName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    public static final String DEFAULT_ACK = "sync";
 
     /** The volume's role on this node. */
     public enum Role

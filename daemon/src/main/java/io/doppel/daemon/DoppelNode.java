@@ -7,7 +7,10 @@ import io.doppel.config.PeerConfig;
 import io.doppel.config.Units;
 import io.doppel.config.VolumeConfig;
 import io.doppel.log.Log;
+import io.doppel.nbd.NbdExport;
+import io.doppel.nbd.NbdServer;
 import io.doppel.net.Transport;
+import io.doppel.replication.AckTracker;
 import io.doppel.replication.PeerServer;
 import io.doppel.replication.PrimaryVolume;
 import io.doppel.replication.ReplicationLog;
@@ -51,6 +54,8 @@ public final class DoppelNode implements AutoCloseable
     private PeerServer peerServer;
     private AdminServer admin;
     private ScheduledExecutorService flusher;
+    private EventExecutorGroup nbdWorkers;
+    private final List<NbdServer> nbdServers = new ArrayList<>();
 
     private DoppelNode(final DoppelConfig config)
     {
@@ -93,9 +98,34 @@ public final class DoppelNode implements AutoCloseable
             sender.start();
         }
         startFlusher();
+        startNbd();
         admin = AdminServer.start(name, config.node().admin(), this::status);
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
+    }
+
+    /** One NBD server per distinct {@code nbd} address; the export name picks the volume. */
+    private void startNbd() throws IOException
+    {
+        final Map<String, Map<String, NbdExport>> byAddress = new LinkedHashMap<>();
+        for (final VolumeConfig vc : config.volumes())
+        {
+            if (vc.hasNbd())
+            {
+                final NbdExport export = primaries.containsKey(vc.name()) ? primaries.get(vc.name())
+                    : standbys.get(vc.name());
+                byAddress.computeIfAbsent(vc.nbd(), a -> new LinkedHashMap<>()).put(vc.name(), export);
+            }
+        }
+        if (byAddress.isEmpty())
+        {
+            return;
+        }
+        nbdWorkers = new DefaultEventExecutorGroup(2, new DefaultThreadFactory("doppel-nbd", true));
+        for (final Map.Entry<String, Map<String, NbdExport>> e : byAddress.entrySet())
+        {
+            nbdServers.add(NbdServer.bind(config.node().name(), e.getKey(), e.getValue(), transport, nbdWorkers));
+        }
     }
 
     /**
@@ -152,9 +182,10 @@ public final class DoppelNode implements AutoCloseable
         states.add(state);
         if (vc.role() == VolumeConfig.Role.PRIMARY)
         {
+            final AckTracker acks = new AckTracker();
             final ReplicationLog log = new ReplicationLog(volume, metadata.dirtyMap(), PooledByteBufAllocator.DEFAULT,
-                vc.logBytes(), state);
-            primaries.put(vc.name(), new PrimaryVolume(vc, volume, metadata, state, log));
+                vc.logBytes(), state, acks);
+            primaries.put(vc.name(), new PrimaryVolume(vc, volume, metadata, state, log, acks));
         }
         else
         {
@@ -214,6 +245,7 @@ public final class DoppelNode implements AutoCloseable
         {
             flusher.shutdownNow();
         }
+        nbdServers.forEach(NbdServer::close);
         if (peerServer != null)
         {
             peerServer.close();
@@ -227,6 +259,10 @@ public final class DoppelNode implements AutoCloseable
         if (applyGroup != null)
         {
             applyGroup.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        }
+        if (nbdWorkers != null)
+        {
+            nbdWorkers.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
         }
         for (final AutoCloseable v : allVolumes())
         {

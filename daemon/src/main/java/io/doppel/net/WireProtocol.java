@@ -51,7 +51,9 @@ public final class WireProtocol
     public static final int TYPE_PING = 9;
     public static final int TYPE_SYNC_BEGIN = 10;
     public static final int TYPE_SYNC_DONE = 11;
-    public static final int TYPE_MAX = TYPE_SYNC_DONE;
+    public static final int TYPE_FLUSH = 12;
+    public static final int TYPE_FLUSHED = 13;
+    public static final int TYPE_MAX = TYPE_FLUSHED;
 
     /** DATA body: seq u64, offset u64, length u32, codec u8, reserved u8[3], hash 16 bytes, payload. */
     public static final int DATA_HEADER_BYTES = 8 + 8 + 4 + 1 + 3 + 16;
@@ -82,6 +84,8 @@ public final class WireProtocol
             case TYPE_PING: return "PING";
             case TYPE_SYNC_BEGIN: return "SYNC_BEGIN";
             case TYPE_SYNC_DONE: return "SYNC_DONE";
+            case TYPE_FLUSH: return "FLUSH";
+            case TYPE_FLUSHED: return "FLUSHED";
             default: return "0x" + Integer.toHexString(type);
         }
     }

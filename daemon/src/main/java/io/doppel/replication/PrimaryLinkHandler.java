@@ -27,6 +27,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
 {
     private final String component;
     private final VolumeState state;
+    private final AckTracker acks;
     private final long timeoutMillis;
     private final CRC32C crc = new CRC32C();
     private final CompletableFuture<Hello> hello = new CompletableFuture<>();
@@ -34,8 +35,10 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     private volatile boolean closed;
     private volatile String closeReason = "link closed by peer";
 
-    PrimaryLinkHandler(final String component, final VolumeState state, final long timeoutMillis)
+    PrimaryLinkHandler(final String component, final VolumeState state, final AckTracker acks,
+        final long timeoutMillis)
     {
+        this.acks = acks;
         this.component = component;
         this.state = state;
         this.timeoutMillis = timeoutMillis;
@@ -130,6 +133,11 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                     {
                         state.ackedSeq.set(seq);
                     }
+                    acks.onAcked(seq);
+                    break;
+                case WireProtocol.TYPE_FLUSHED:
+                    WireProtocol.requireBody(frame, 8, type);
+                    acks.onFlushed(frame.readLong());
                     break;
                 case WireProtocol.TYPE_PING:
                     break;

@@ -1,6 +1,7 @@
 package io.doppel.replication;
 
 import io.doppel.config.VolumeConfig;
+import io.doppel.nbd.NbdExport;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 
@@ -11,25 +12,28 @@ import java.nio.ByteBuffer;
  * A volume this node serves as primary: the write API every writer goes through (today the Java API
  * and the demo; NBD later), backed by the mapped image, the dirty map and the replication log.
  */
-public final class PrimaryVolume implements AutoCloseable
+public final class PrimaryVolume implements AutoCloseable, NbdExport
 {
     private final VolumeConfig config;
     private final Volume volume;
     private final MetadataFile metadata;
     private final VolumeState state;
     private final ReplicationLog log;
+    private final AckTracker acks;
 
     public PrimaryVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
-        final VolumeState state, final ReplicationLog log)
+        final VolumeState state, final ReplicationLog log, final AckTracker acks)
     {
+        this.acks = acks;
         this.config = config;
         this.volume = volume;
         this.metadata = metadata;
         this.state = state;
         this.log = log;
-        state.pending(this::dirtyBytes, this::logBytes);
+        state.sources(this::dirtyBytes, this::logBytes, acks::degraded);
     }
 
+    @Override
     public String name()
     {
         return config.name();
@@ -40,6 +44,7 @@ public final class PrimaryVolume implements AutoCloseable
         return config;
     }
 
+    @Override
     public long size()
     {
         return volume.size();
@@ -65,15 +70,95 @@ public final class PrimaryVolume implements AutoCloseable
         return log;
     }
 
-    /** Writes {@code src.remaining()} bytes at {@code offset}; they are replicated in write order. */
-    public void write(final long offset, final ByteBuffer src)
+    AckTracker acks()
     {
-        log.write(offset, src);
+        return acks;
     }
 
+    @Override
+    public boolean readOnly()
+    {
+        return false;
+    }
+
+    /**
+     * Writes {@code src.remaining()} bytes at {@code offset}; they are replicated in write order.
+     * Returns the write's lsn for {@link #whenDone} (0 when no peer was streaming).
+     */
+    @Override
+    public long write(final long offset, final ByteBuffer src)
+    {
+        return log.write(offset, src);
+    }
+
+    /** Zeroes a range (a hole where allowed and possible); replicated in write order as ZERO frames. */
+    @Override
+    public long writeZeroes(final long offset, final long length, final boolean mayTrim)
+    {
+        return log.writeZeroes(offset, length, mayTrim);
+    }
+
+    @Override
+    public void whenDone(final long token, final boolean durable, final Runnable reply)
+    {
+        if (durable)
+        {
+            flush();
+        }
+        switch (config.ack())
+        {
+            case ASYNC:
+                reply.run();
+                break;
+            case RECEIVED:
+                acks.whenReceived(token, reply);
+                break;
+            default:
+                if (durable)
+                {
+                    acks.whenDurable(token, reply);
+                }
+                else
+                {
+                    acks.whenReceived(token, reply);
+                }
+        }
+    }
+
+    @Override
+    public void flush(final Runnable reply)
+    {
+        final long lsn = log.lastLoggedLsn();
+        flush();
+        switch (config.ack())
+        {
+            case ASYNC:
+                reply.run();
+                break;
+            case RECEIVED:
+                acks.whenReceived(lsn, reply);
+                break;
+            default:
+                acks.whenDurable(lsn, reply);
+        }
+    }
+
+    /** Acknowledgements released without the standby's answer (link down or log overflow). */
+    public long degradedAcks()
+    {
+        return acks.degraded();
+    }
+
+    @Override
     public void read(final long offset, final ByteBuffer dst)
     {
         volume.read(offset, dst);
+    }
+
+    @Override
+    public boolean isZero(final long offset, final long length)
+    {
+        return volume.isZero(offset, length);
     }
 
     /** Forces written data and the dirty bitmap to local stable storage. */

@@ -33,10 +33,14 @@ public final class ReplicationLog
     private final ByteBufAllocator alloc;
     private final long capacityBytes;
     private final VolumeState state;
+    private final AckTracker acks;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition notEmpty = lock.newCondition();
 
     private final long[] offsets = new long[MAX_RECORDS];
+    private final long[] lengths = new long[MAX_RECORDS];
+    private final long[] lsns = new long[MAX_RECORDS];
+    /** The bytes of each record; null for a zero record (a write of zeros, a trim). */
     private final ByteBuf[] records = new ByteBuf[MAX_RECORDS];
     private int head;
     private int count;
@@ -44,10 +48,12 @@ public final class ReplicationLog
     private long inHandBytes;
     private boolean logging;
     private long writes;
+    private long lastLoggedLsn;
 
     public ReplicationLog(final Volume volume, final DirtyMap dirtyMap, final ByteBufAllocator alloc,
-        final long capacityBytes, final VolumeState state)
+        final long capacityBytes, final VolumeState state, final AckTracker acks)
     {
+        this.acks = acks;
         this.volume = volume;
         this.dirtyMap = dirtyMap;
         this.alloc = alloc;
@@ -55,8 +61,11 @@ public final class ReplicationLog
         this.state = state;
     }
 
-    /** Writes {@code src} at {@code offset}, marks it dirty, and logs it when streaming. */
-    public void write(final long offset, final ByteBuffer src)
+    /**
+     * Writes {@code src} at {@code offset}, marks it dirty, and logs it when streaming. Returns the write's
+     * log sequence number, or 0 when it was not logged (no peer streaming: only the dirty map has it).
+     */
+    public long write(final long offset, final ByteBuffer src)
     {
         final int length = src.remaining();
         lock.lock();
@@ -66,28 +75,14 @@ public final class ReplicationLog
             volume.write(offset, src);
             dirtyMap.markBytes(offset, length);
             writes++;
-            if (logging)
+            if (admit(length))
             {
-                if (count == MAX_RECORDS || queuedBytes + length > capacityBytes)
-                {
-                    // Overflow: stop logging; the dirty map then holds every unsent block.
-                    logging = false;
-                    releaseAll();
-                    state.logOverflows.incrementAndGet();
-                    notEmpty.signalAll();
-                }
-                else
-                {
-                    final ByteBuf record = alloc.directBuffer(length, length);
-                    record.writeBytes(copy);
-                    final int tail = (head + count) & (MAX_RECORDS - 1);
-                    offsets[tail] = offset;
-                    records[tail] = record;
-                    count++;
-                    queuedBytes += length;
-                    notEmpty.signal();
-                }
+                final ByteBuf record = alloc.directBuffer(length, length);
+                record.writeBytes(copy);
+                append(offset, length, record);
+                return writes;
             }
+            return 0;
         }
         finally
         {
@@ -96,11 +91,77 @@ public final class ReplicationLog
     }
 
     /**
-     * Takes the oldest record, clearing the dirty bits of the blocks it covers. Waits up to
-     * {@code waitNanos} for one. Returns null when the log is empty or not logging; the caller owns
-     * (and releases) the returned buffer, whose offset is in {@code offsetOut[0]}.
+     * Zeroes {@code [offset, offset+length)} (deallocating it when {@code punch} and the file allows),
+     * marks it dirty and logs it as a zero record, which costs no memory and crosses the wire as ZERO frames.
      */
-    public ByteBuf take(final long waitNanos, final long[] offsetOut) throws InterruptedException
+    public long writeZeroes(final long offset, final long length, final boolean punch)
+    {
+        lock.lock();
+        try
+        {
+            if (punch)
+            {
+                volume.zeroRange(offset, length);
+            }
+            else
+            {
+                volume.writeZeros(offset, length);
+            }
+            dirtyMap.markBytes(offset, length);
+            writes++;
+            if (admit(0))
+            {
+                append(offset, length, null);
+                return writes;
+            }
+            return 0;
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /** Whether a record of {@code bytes} fits; on overflow stops logging. Caller holds the lock. */
+    private boolean admit(final long bytes)
+    {
+        if (!logging)
+        {
+            return false;
+        }
+        if (count == MAX_RECORDS || queuedBytes + bytes > capacityBytes)
+        {
+            // Overflow: stop logging; the dirty map then holds every unsent block.
+            logging = false;
+            releaseAll();
+            state.logOverflows.incrementAndGet();
+            notEmpty.signalAll();
+            acks.release(writes);
+            return false;
+        }
+        return true;
+    }
+
+    private void append(final long offset, final long length, final ByteBuf record)
+    {
+        final int tail = (head + count) & (MAX_RECORDS - 1);
+        offsets[tail] = offset;
+        lengths[tail] = length;
+        lsns[tail] = writes;
+        lastLoggedLsn = writes;
+        records[tail] = record;
+        count++;
+        queuedBytes += record == null ? 0 : length;
+        notEmpty.signal();
+    }
+
+    /**
+     * Takes the oldest record, clearing the dirty bits of the blocks it covers. Waits up to
+     * {@code waitNanos} for one. Returns false when the log is empty or not logging; otherwise the
+     * record's offset, length and lsn are in {@code where[0..2]}, and its bytes in
+     * {@code data[0]} (null for a zero record). The caller owns and releases the buffer.
+     */
+    public boolean take(final long waitNanos, final long[] where, final ByteBuf[] data) throws InterruptedException
     {
         lock.lock();
         try
@@ -112,18 +173,23 @@ public final class ReplicationLog
             }
             if (!logging || count == 0)
             {
-                return null;
+                return false;
             }
             final ByteBuf record = records[head];
             final long offset = offsets[head];
+            final long length = lengths[head];
             records[head] = null;
             head = (head + 1) & (MAX_RECORDS - 1);
             count--;
-            queuedBytes -= record.readableBytes();
-            inHandBytes = record.readableBytes();
-            dirtyMap.clearBytes(offset, record.readableBytes());
-            offsetOut[0] = offset;
-            return record;
+            final long bytes = record == null ? 0 : length;
+            queuedBytes -= bytes;
+            inHandBytes = bytes;
+            dirtyMap.clearBytes(offset, length);
+            where[0] = offset;
+            where[1] = length;
+            where[2] = lsns[(head - 1) & (MAX_RECORDS - 1)];
+            data[0] = record;
+            return true;
         }
         finally
         {
@@ -174,6 +240,7 @@ public final class ReplicationLog
             inHandBytes = 0;
             releaseAll();
             notEmpty.signalAll();
+            acks.release(writes);
         }
         finally
         {
@@ -208,7 +275,21 @@ public final class ReplicationLog
         }
     }
 
-    /** Writes taken so far, for callers that wait for quiet. */
+    /** The lsn of the last write that went into the log (0 if none). */
+    public long lastLoggedLsn()
+    {
+        lock.lock();
+        try
+        {
+            return lastLoggedLsn;
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /** The lsn of the last write taken (logged or not). */
     public long writes()
     {
         lock.lock();
@@ -230,8 +311,11 @@ public final class ReplicationLog
     {
         while (count > 0)
         {
-            dirtyMap.markBytes(offsets[head], records[head].readableBytes());
-            records[head].release();
+            dirtyMap.markBytes(offsets[head], lengths[head]);
+            if (records[head] != null)
+            {
+                records[head].release();
+            }
             records[head] = null;
             head = (head + 1) & (MAX_RECORDS - 1);
             count--;

@@ -54,6 +54,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final Volume volume;
     private final DirtyMap dirtyMap;
     private final ReplicationLog log;
+    private final AckTracker acks;
     private final VolumeState state;
     private final NodeConfig node;
     private final PeerConfig peer;
@@ -65,7 +66,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final ByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
     private final CRC32C crc = new CRC32C();
     private final int[] runLength = new int[1];
-    private final long[] recordOffset = new long[1];
+    private final long[] recordWhere = new long[3];
+    private final ByteBuf[] recordData = new ByteBuf[1];
     private final Thread thread;
 
     private volatile boolean running = true;
@@ -74,6 +76,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private long seq;
     private int unflushed;
     private long syncDoneSeq = -1;
+    private long flushRequestedLsn;
+    private long lastSentLsn;
 
     public ReplicationSender(final PrimaryVolume primary, final NodeConfig node, final PeerConfig peer,
         final Transport transport)
@@ -82,6 +86,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.volume = primary.volume();
         this.dirtyMap = primary.metadata().dirtyMap();
         this.log = primary.log();
+        this.acks = primary.acks();
         this.state = primary.state();
         this.node = node;
         this.peer = peer;
@@ -174,7 +179,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
 
     private void connect() throws LinkDownException, InterruptedException
     {
-        link = new PrimaryLinkHandler(component, state, node.heartbeatTimeoutMillis());
+        link = new PrimaryLinkHandler(component, state, acks, node.heartbeatTimeoutMillis());
         final Bootstrap b = new Bootstrap()
             .group(transport.group())
             .channel(transport.socketClass())
@@ -340,20 +345,35 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 state.disk(VolumeState.Disk.UP_TO_DATE);
                 Log.info(component, "standby " + peer.name() + " is up to date; streaming");
             }
-            final ByteBuf record = log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordOffset);
-            if (record != null)
+            if (log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordWhere, recordData))
             {
+                final ByteBuf record = recordData[0];
+                recordData[0] = null;
                 try
                 {
-                    shipRecord(recordOffset[0], record);
+                    if (record == null)
+                    {
+                        shipZeroes(recordWhere[0], recordWhere[1]);
+                    }
+                    else
+                    {
+                        shipRecord(recordWhere[0], record);
+                    }
                 }
                 finally
                 {
-                    record.release();
+                    if (record != null)
+                    {
+                        record.release();
+                    }
                     log.sent();
                 }
+                lastSentLsn = recordWhere[2];
+                acks.onSent(seq, lastSentLsn);
+                requestFlushIfWanted();
                 continue;
             }
+            requestFlushIfWanted();
             flush();
             if (!log.isLogging())
             {
@@ -448,6 +468,31 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             state.blocksSent.addAndGet((n + blockSize - 1) / blockSize);
             done += n;
         }
+    }
+
+    /**
+     * Sends a FLUSH when someone waits for a write to be durable on the standby and every write up to
+     * it has been handed to the link (records go out in lsn order, so a later pass catches up).
+     */
+    private void requestFlushIfWanted() throws LinkDownException
+    {
+        final long wanted = acks.flushWanted();
+        if (wanted > flushRequestedLsn && lastSentLsn > flushRequestedLsn)
+        {
+            final long covered = lastSentLsn;
+            final long flushSeq = sendControl(WireProtocol.TYPE_FLUSH);
+            acks.onFlushSent(flushSeq, covered);
+            flushRequestedLsn = covered;
+            flush();
+        }
+    }
+
+    /** Sends a logged zero write as ZERO frames. */
+    private void shipZeroes(final long offset, final long length) throws LinkDownException
+    {
+        state.zeroBytes.addAndGet(length);
+        state.blocksSent.addAndGet((length + blockSize - 1) / blockSize);
+        send(encoder.encodeZero(alloc, ++seq, offset, length));
     }
 
     private ByteBuf encodeData(final long offset, final ByteBuffer src, final int index, final int length)

@@ -111,6 +111,12 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                     standby.state().disk(VolumeState.Disk.UP_TO_DATE);
                     Log.info(component, "sync done, copy flushed and up to date; streaming");
                     break;
+                case WireProtocol.TYPE_FLUSH:
+                    WireProtocol.requireBody(frame, 8, type);
+                    appliedSeq = frame.readLong();
+                    standby.volume().flush();
+                    sendSeq(ctx, WireProtocol.TYPE_FLUSHED, appliedSeq);
+                    break;
                 case WireProtocol.TYPE_PING:
                     break;
                 case WireProtocol.TYPE_REJECT:
@@ -222,14 +228,19 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         }
         if (standby != null && appliedSeq != ackedSeq)
         {
-            final ByteBuf ack = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
-            final int start = WireProtocol.beginFrame(ack, WireProtocol.TYPE_ACK);
-            ack.writeLong(appliedSeq);
-            WireProtocol.endFrame(ack, start, crc);
-            ctx.writeAndFlush(ack, ctx.voidPromise());
+            sendSeq(ctx, WireProtocol.TYPE_ACK, appliedSeq);
             ackedSeq = appliedSeq;
         }
         ctx.read();
+    }
+
+    private void sendSeq(final ChannelHandlerContext ctx, final int type, final long seq)
+    {
+        final ByteBuf buf = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
+        final int start = WireProtocol.beginFrame(buf, type);
+        buf.writeLong(seq);
+        WireProtocol.endFrame(buf, start, crc);
+        ctx.writeAndFlush(buf, ctx.voidPromise());
     }
 
     @Override

@@ -1,11 +1,13 @@
 package io.doppel.replication;
 
 import io.doppel.config.VolumeConfig;
+import io.doppel.nbd.NbdExport;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 import io.netty.channel.Channel;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
@@ -13,7 +15,7 @@ import java.util.concurrent.atomic.AtomicReference;
  * At most one primary link feeds it; a new, accepted link replaces the old one (the old TCP
  * connection may be dead without either side knowing yet).
  */
-public final class StandbyVolume implements AutoCloseable
+public final class StandbyVolume implements AutoCloseable, NbdExport
 {
     private final VolumeConfig config;
     private final Volume volume;
@@ -31,6 +33,7 @@ public final class StandbyVolume implements AutoCloseable
         state.replication(VolumeState.Replication.CONNECTING);
     }
 
+    @Override
     public String name()
     {
         return config.name();
@@ -44,6 +47,56 @@ public final class StandbyVolume implements AutoCloseable
     public Volume volume()
     {
         return volume;
+    }
+
+    @Override
+    public long size()
+    {
+        return volume.size();
+    }
+
+    /** The standby's copy is served read-only: only the primary's stream writes it. */
+    @Override
+    public boolean readOnly()
+    {
+        return true;
+    }
+
+    @Override
+    public void read(final long offset, final ByteBuffer dst)
+    {
+        volume.read(offset, dst);
+    }
+
+    @Override
+    public long write(final long offset, final ByteBuffer src)
+    {
+        throw new UnsupportedOperationException("standby copy " + name() + " is read-only");
+    }
+
+    @Override
+    public long writeZeroes(final long offset, final long length, final boolean mayTrim)
+    {
+        throw new UnsupportedOperationException("standby copy " + name() + " is read-only");
+    }
+
+    @Override
+    public void whenDone(final long token, final boolean durable, final Runnable reply)
+    {
+        reply.run();
+    }
+
+    @Override
+    public void flush(final Runnable reply)
+    {
+        volume.flush();
+        reply.run();
+    }
+
+    @Override
+    public boolean isZero(final long offset, final long length)
+    {
+        return volume.isZero(offset, length);
     }
 
     public VolumeState state()

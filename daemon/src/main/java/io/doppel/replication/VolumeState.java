@@ -41,6 +41,7 @@ public final class VolumeState
     private volatile String lastError = "";
     private volatile LongSupplier dirtyBytes = () -> 0;
     private volatile LongSupplier logBytes = () -> 0;
+    private volatile LongSupplier degradedAcks = () -> 0;
 
     final AtomicLong bytesSent = new AtomicLong();
     final AtomicLong bytesReceived = new AtomicLong();
@@ -112,10 +113,17 @@ public final class VolumeState
     }
 
     /** Where the owner of the volume reads its dirty-map and log sizes from. */
-    void pending(final LongSupplier dirty, final LongSupplier log)
+    void sources(final LongSupplier dirty, final LongSupplier log, final LongSupplier degraded)
     {
         dirtyBytes = dirty;
         logBytes = log;
+        degradedAcks = degraded;
+    }
+
+    /** Writes acknowledged without the standby's answer, against the volume's ack level. */
+    public long degradedAcks()
+    {
+        return degradedAcks.getAsLong();
     }
 
     /** Bytes marked in the dirty map (whole blocks). */

@@ -1,0 +1,159 @@
+package io.doppel.nbd;
+
+import io.doppel.log.Log;
+import io.doppel.net.Transport;
+import io.netty.bootstrap.ServerBootstrap;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.epoll.Epoll;
+import io.netty.channel.epoll.EpollServerDomainSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.util.concurrent.EventExecutorGroup;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Serves NBD exports on one address (TCP {@code host:port} or {@code unix:/path}); the export name a
+ * client asks for selects the volume. Several volumes may share an address.
+ */
+public final class NbdServer implements AutoCloseable
+{
+    private final Channel channel;
+    private final Path socketPath;
+
+    private NbdServer(final Channel channel, final Path socketPath)
+    {
+        this.channel = channel;
+        this.socketPath = socketPath;
+    }
+
+    /**
+     * Binds {@code address} ("host:port" or "unix:/path") for {@code exports}; requests run on
+     * {@code workers}, never on the I/O loop.
+     */
+    public static NbdServer bind(final String nodeName, final String address, final Map<String, NbdExport> exports,
+        final Transport transport, final EventExecutorGroup workers) throws IOException
+    {
+        final String component = nodeName + "/nbd";
+        final ServerBootstrap b = new ServerBootstrap().group(transport.group())
+            .childOption(ChannelOption.AUTO_READ, false)
+            .childHandler(new ChannelInitializer<Channel>()
+            {
+                @Override
+                protected void initChannel(final Channel ch)
+                {
+                    ch.pipeline().addLast(workers, "nbd", new NbdConnection(exports, component));
+                }
+            });
+        final SocketAddress bindAddress;
+        Path socketPath = null;
+        if (address.startsWith("unix:"))
+        {
+            if (!Epoll.isAvailable())
+            {
+                throw new IOException("nbd=\"" + address + "\": Unix sockets need the native epoll transport, which is"
+                    + " not available here: " + Epoll.unavailabilityCause());
+            }
+            socketPath = Path.of(address.substring("unix:".length()));
+            Files.createDirectories(socketPath.toAbsolutePath().getParent());
+            Files.deleteIfExists(socketPath); // a stale socket from a previous run
+            b.channel(EpollServerDomainSocketChannel.class);
+            bindAddress = new DomainSocketAddress(socketPath.toString());
+        }
+        else
+        {
+            b.channel(transport.serverClass()).option(ChannelOption.SO_REUSEADDR, true)
+                .childOption(ChannelOption.TCP_NODELAY, true);
+            bindAddress = Transport.resolve(NbdAddress.tcp(address));
+        }
+        final ChannelFuture f = b.bind(bindAddress).awaitUninterruptibly();
+        if (!f.isSuccess())
+        {
+            throw new IOException("cannot serve NBD on " + address + ": " + f.cause().getMessage());
+        }
+        Log.info(component, "serving NBD export(s) " + String.join(", ", exports.keySet()) + " on " + address
+            + " (" + exports.values().stream().map(e -> e.name() + (e.readOnly() ? " read-only" : " read-write"))
+            .reduce((x, y) -> x + ", " + y).orElse("") + ")");
+        return new NbdServer(f.channel(), socketPath);
+    }
+
+    @Override
+    public void close()
+    {
+        channel.close().awaitUninterruptibly(2, TimeUnit.SECONDS);
+        if (socketPath != null)
+        {
+            try
+            {
+                Files.deleteIfExists(socketPath);
+            }
+            catch (final IOException ignore)
+            {
+                // nothing to do: the next start removes it
+            }
+        }
+    }
+
+    /** Parsing of the {@code nbd} config value. */
+    public static final class NbdAddress
+    {
+        private NbdAddress()
+        {
+        }
+
+        /** Null when valid, else what is wrong. */
+        public static String problem(final String address)
+        {
+            if (address.startsWith("unix:"))
+            {
+                return address.length() > "unix:".length() && address.charAt(5) == '/' ? null
+                    : "expected unix:/absolute/path";
+            }
+            try
+            {
+                tcp(address);
+                return null;
+            }
+            catch (final IllegalArgumentException e)
+            {
+                return e.getMessage();
+            }
+        }
+
+        static InetSocketAddress tcp(final String address)
+        {
+            final int colon = address.lastIndexOf(':');
+            if (colon <= 0 || colon == address.length() - 1)
+            {
+                throw new IllegalArgumentException("expected HOST:PORT (e.g. \"127.0.0.1:10809\") or unix:/path");
+            }
+            String host = address.substring(0, colon);
+            if (host.startsWith("[") && host.endsWith("]"))
+            {
+                host = host.substring(1, host.length() - 1);
+            }
+            final int port;
+            try
+            {
+                port = Integer.parseInt(address.substring(colon + 1));
+            }
+            catch (final NumberFormatException e)
+            {
+                throw new IllegalArgumentException("port is not a number; expected HOST:PORT with a port 1-65535");
+            }
+            if (port < 1 || port > 65535)
+            {
+                throw new IllegalArgumentException("port " + port + " out of range; expected 1-65535");
+            }
+            return InetSocketAddress.createUnresolved(host, port);
+        }
+    }
+}
