@@ -3,6 +3,7 @@
 #   bench/scripts/e2e-sync.sh [SIZE] [RUNS]      (defaults: 1GiB, 3)
 # Cases: full sync into an empty standby, and into a half-equal one (half of the 1 MiB stripes differ).
 # Prints the median time and bytes on the wire of each case and the ratios; writes nothing else.
+# DOPPEL_COMPRESSION=lz4|zstd|none picks the codec (default lz4).
 # Needs: java, curl, jq, rsync (the rsync rows are skipped, loudly, when rsync is missing).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -40,6 +41,7 @@ name = "vm1"
 path = "$7"
 size = $bytes
 role = "$8"
+compression = "${DOPPEL_COMPRESSION:-lz4}"
 TOML
 }
 
