@@ -435,6 +435,16 @@ final class NbdConnection extends ByteToMessageDecoder
             error(ctx, cookie, type, EPERM, "export " + export.name() + " is read-only (a standby copy)");
             return;
         }
+        if (length == 0 && type != CMD_BLOCK_STATUS)
+        {
+            ok(ctx, cookie); // nothing to do: no frame, nothing to wait for
+            return;
+        }
+        if (length == 0 || offset == export.size())
+        {
+            error(ctx, cookie, type, EINVAL, "BLOCK_STATUS of an empty range at offset " + offset);
+            return;
+        }
         switch (type)
         {
             case CMD_READ:
@@ -520,7 +530,7 @@ final class NbdConnection extends ByteToMessageDecoder
         body.writeInt(BASE_ALLOCATION_ID);
         long pos = offset;
         // A reply may cover less than asked; the client asks again from where it ends.
-        final long end = offset + Math.max(1, Math.min(length, MAX_STATUS_BYTES));
+        final long end = offset + Math.min(length, MAX_STATUS_BYTES);
         int extents = 0;
         while (pos < end && extents < maxExtents)
         {

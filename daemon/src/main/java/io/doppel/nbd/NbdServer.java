@@ -64,7 +64,7 @@ public final class NbdServer implements AutoCloseable
             }
             socketPath = Path.of(address.substring("unix:".length()));
             Files.createDirectories(socketPath.toAbsolutePath().getParent());
-            Files.deleteIfExists(socketPath); // a stale socket from a previous run
+            removeStaleSocket(socketPath, address);
             b.channel(EpollServerDomainSocketChannel.class);
             bindAddress = new DomainSocketAddress(socketPath.toString());
         }
@@ -83,6 +83,22 @@ public final class NbdServer implements AutoCloseable
             + " (" + exports.values().stream().map(e -> e.name() + (e.readOnly() ? " read-only" : " read-write"))
             .reduce((x, y) -> x + ", " + y).orElse("") + ")");
         return new NbdServer(f.channel(), socketPath);
+    }
+
+    /** Removes a socket left by a previous run; refuses to touch anything that is not a socket. */
+    private static void removeStaleSocket(final Path path, final String address) throws IOException
+    {
+        if (!Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS))
+        {
+            return;
+        }
+        final int mode = (Integer)Files.getAttribute(path, "unix:mode", java.nio.file.LinkOption.NOFOLLOW_LINKS);
+        if ((mode & 0170000) != 0140000)
+        {
+            throw new IOException("nbd=\"" + address + "\": " + path + " exists and is not a socket; refusing to"
+                + " replace it (choose another path)");
+        }
+        Files.delete(path);
     }
 
     @Override

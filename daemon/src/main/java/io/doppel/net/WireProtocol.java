@@ -18,7 +18,8 @@ import java.util.zip.CRC32C;
  * 12  body
  * </pre>
  *
- * Version history: 1 — first version (handshake, hashes for compare, data/zero blocks, acks, heartbeats).
+ * Version history: 1 — first version (handshake, hashes for compare, data/zero blocks, acks, heartbeats;
+ * FLUSH/FLUSHED were added during v1 development, before any release).
  */
 public final class WireProtocol
 {

@@ -39,41 +39,86 @@ public final class AckTracker
     private long releasedLsn;
     private long flushWantedLsn;
     private long degraded;
+    /** Highest seq the standby has acknowledged / flushed: an answer may overtake our own bookkeeping. */
+    private long ackedSeq;
+    private long flushedSeq;
+    private volatile Runnable flushWakeup = () -> { };
+
+    /** Called (outside any lock of ours) when a durability wait is registered, to wake the sender. */
+    void onFlushWanted(final Runnable wakeup)
+    {
+        flushWakeup = wakeup;
+    }
 
     /** The sender handed the frame {@code seq}, which ends the write {@code lsn}, to the link. */
     void onSent(final long seq, final long lsn)
     {
+        final List<Runnable> ready;
         synchronized (lock)
         {
-            if (sentCount == sentSeq.length)
+            if (seq <= ackedSeq)
             {
-                sentSeq = grow(sentSeq, sentHead, sentCount);
-                sentLsn = grow(sentLsn, sentHead, sentCount);
-                sentHead = 0;
+                // The ACK came back before we got here (a heartbeat flushed the frame early).
+                ackedLsn = Math.max(ackedLsn, lsn);
+                ready = drain(received, Math.max(ackedLsn, releasedLsn));
             }
-            final int tail = (sentHead + sentCount) % sentSeq.length;
-            sentSeq[tail] = seq;
-            sentLsn[tail] = lsn;
-            sentCount++;
+            else
+            {
+                ready = List.of();
+                append(seq, lsn);
+            }
         }
+        ready.forEach(Runnable::run);
+    }
+
+    /** Caller holds the lock. */
+    private void append(final long seq, final long lsn)
+    {
+        if (sentCount == sentSeq.length)
+        {
+            sentSeq = grow(sentSeq, sentHead, sentCount);
+            sentLsn = grow(sentLsn, sentHead, sentCount);
+            sentHead = 0;
+        }
+        final int tail = (sentHead + sentCount) % sentSeq.length;
+        sentSeq[tail] = seq;
+        sentLsn[tail] = lsn;
+        sentCount++;
     }
 
     /** The sender sent FLUSH frame {@code seq}, covering every write up to {@code lsn}. */
     void onFlushSent(final long seq, final long lsn)
     {
+        final List<Runnable> ready;
         synchronized (lock)
         {
-            if (flushCount == flushSeq.length)
+            if (seq <= flushedSeq)
             {
-                flushSeq = grow(flushSeq, flushHead, flushCount);
-                flushLsn = grow(flushLsn, flushHead, flushCount);
-                flushHead = 0;
+                durableLsn = Math.max(durableLsn, lsn);
+                ready = drain(durable, Math.max(durableLsn, releasedLsn));
             }
-            final int tail = (flushHead + flushCount) % flushSeq.length;
-            flushSeq[tail] = seq;
-            flushLsn[tail] = lsn;
-            flushCount++;
+            else
+            {
+                ready = List.of();
+                appendFlush(seq, lsn);
+            }
         }
+        ready.forEach(Runnable::run);
+    }
+
+    /** Caller holds the lock. */
+    private void appendFlush(final long seq, final long lsn)
+    {
+        if (flushCount == flushSeq.length)
+        {
+            flushSeq = grow(flushSeq, flushHead, flushCount);
+            flushLsn = grow(flushLsn, flushHead, flushCount);
+            flushHead = 0;
+        }
+        final int tail = (flushHead + flushCount) % flushSeq.length;
+        flushSeq[tail] = seq;
+        flushLsn[tail] = lsn;
+        flushCount++;
     }
 
     /** The standby applied every frame up to {@code seq}. */
@@ -82,6 +127,7 @@ public final class AckTracker
         final List<Runnable> ready;
         synchronized (lock)
         {
+            ackedSeq = Math.max(ackedSeq, seq);
             long lsn = ackedLsn;
             while (sentCount > 0 && sentSeq[sentHead] <= seq)
             {
@@ -101,6 +147,7 @@ public final class AckTracker
         final List<Runnable> ready;
         synchronized (lock)
         {
+            flushedSeq = Math.max(flushedSeq, seq);
             long lsn = durableLsn;
             while (flushCount > 0 && flushSeq[flushHead] <= seq)
             {
@@ -145,7 +192,11 @@ public final class AckTracker
     /** Runs {@code action} once the standby has write {@code lsn} and all before it on stable storage. */
     public void whenDurable(final long lsn, final Runnable action)
     {
-        if (!register(durable, lsn, action, true))
+        if (register(durable, lsn, action, true))
+        {
+            flushWakeup.run();
+        }
+        else
         {
             action.run();
         }
@@ -158,10 +209,6 @@ public final class AckTracker
         {
             if (lsn <= 0 || lsn <= releasedLsn || lsn <= (flush ? durableLsn : ackedLsn))
             {
-                if (lsn > 0 && lsn <= releasedLsn && lsn > (flush ? durableLsn : ackedLsn))
-                {
-                    degraded++;
-                }
                 return false;
             }
             queue.add(new Waiter(lsn, action));
@@ -182,7 +229,16 @@ public final class AckTracker
         }
     }
 
-    /** Completions given without the standby's answer (link down or log overflow). */
+    /** A completion given at once because no peer was streaming (the caller knows; we only count). */
+    void noteDegraded()
+    {
+        synchronized (lock)
+        {
+            degraded++;
+        }
+    }
+
+    /** Completions given without the standby's answer (link down, log overflow, no peer streaming). */
     public long degraded()
     {
         synchronized (lock)

@@ -9,8 +9,9 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * A volume this node serves as primary: the write API every writer goes through (today the Java API
- * and the demo; NBD later), backed by the mapped image, the dirty map and the replication log.
+ * A volume this node serves as primary: the write path every writer goes through (NBD clients, the
+ * Java API, the demo), backed by the mapped image, the dirty map and the replication log, and the
+ * NBD export whose replies follow the volume's acknowledgement level.
  */
 public final class PrimaryVolume implements AutoCloseable, NbdExport
 {
@@ -105,6 +106,10 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         {
             flush();
         }
+        if (token == 0 && config.ack() != VolumeConfig.Ack.ASYNC)
+        {
+            acks.noteDegraded(); // not logged: no peer streaming, so only this node has it
+        }
         switch (config.ack())
         {
             case ASYNC:
@@ -130,6 +135,10 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     {
         final long lsn = log.lastLoggedLsn();
         flush();
+        if (!log.isLogging() && config.ack() != VolumeConfig.Ack.ASYNC)
+        {
+            acks.noteDegraded();
+        }
         switch (config.ack())
         {
             case ASYNC:

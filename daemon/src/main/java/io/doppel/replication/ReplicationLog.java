@@ -49,11 +49,13 @@ public final class ReplicationLog
     private boolean logging;
     private long writes;
     private long lastLoggedLsn;
+    private boolean woken;
 
     public ReplicationLog(final Volume volume, final DirtyMap dirtyMap, final ByteBufAllocator alloc,
         final long capacityBytes, final VolumeState state, final AckTracker acks)
     {
         this.acks = acks;
+        acks.onFlushWanted(this::wake);
         this.volume = volume;
         this.dirtyMap = dirtyMap;
         this.alloc = alloc;
@@ -72,9 +74,16 @@ public final class ReplicationLog
         try
         {
             final ByteBuffer copy = logging ? src.duplicate() : null;
-            volume.write(offset, src);
-            dirtyMap.markBytes(offset, length);
-            writes++;
+            try
+            {
+                volume.write(offset, src);
+            }
+            finally
+            {
+                // Marked even when the write failed part way: whatever reached the image must be sent.
+                dirtyMap.markBytes(offset, length);
+                writes++;
+            }
             if (admit(length))
             {
                 final ByteBuf record = alloc.directBuffer(length, length);
@@ -96,19 +105,29 @@ public final class ReplicationLog
      */
     public long writeZeroes(final long offset, final long length, final boolean punch)
     {
+        if (length <= 0)
+        {
+            return 0;
+        }
         lock.lock();
         try
         {
-            if (punch)
+            try
             {
-                volume.zeroRange(offset, length);
+                if (punch)
+                {
+                    volume.zeroRange(offset, length);
+                }
+                else
+                {
+                    volume.writeZeros(offset, length);
+                }
             }
-            else
+            finally
             {
-                volume.writeZeros(offset, length);
+                dirtyMap.markBytes(offset, length);
+                writes++;
             }
-            dirtyMap.markBytes(offset, length);
-            writes++;
             if (admit(0))
             {
                 append(offset, length, null);
@@ -167,10 +186,11 @@ public final class ReplicationLog
         try
         {
             long remaining = waitNanos;
-            while (logging && count == 0 && remaining > 0)
+            while (logging && count == 0 && remaining > 0 && !woken)
             {
                 remaining = notEmpty.awaitNanos(remaining);
             }
+            woken = false;
             if (!logging || count == 0)
             {
                 return false;
@@ -190,6 +210,21 @@ public final class ReplicationLog
             where[2] = lsns[(head - 1) & (MAX_RECORDS - 1)];
             data[0] = record;
             return true;
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /** Ends the sender's current wait in {@link #take} early (someone waits for a FLUSH to be sent). */
+    public void wake()
+    {
+        lock.lock();
+        try
+        {
+            woken = true;
+            notEmpty.signalAll();
         }
         finally
         {
