@@ -7,12 +7,12 @@ import io.doppel.daemon.DoppelNode;
 import io.doppel.log.Log;
 import io.doppel.replication.PrimaryVolume;
 import io.doppel.replication.VolumeState;
+import io.doppel.tools.LoopbackPorts;
 import io.doppel.tools.MixedImage;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -81,7 +81,7 @@ final class DemoCommand implements Callable<Integer>
             + primaryImage);
         MixedImage.create(primaryImage, bytes, 42);
 
-        final int[] ports = freePorts(4);
+        final int[] ports = LoopbackPorts.free(4);
         final Path alphaToml = work.resolve("alpha.toml");
         final Path betaToml = work.resolve("beta.toml");
         Files.writeString(alphaToml, config("alpha", ports[0], ports[1], "beta", ports[2], work.resolve("alpha"),
@@ -214,31 +214,6 @@ final class DemoCommand implements Callable<Integer>
             "block-size = \"4KiB\"",
             "compression = \"" + compression + "\"",
             "");
-    }
-
-    private static int[] freePorts(final int n) throws IOException
-    {
-        final int[] ports = new int[n];
-        final ServerSocket[] sockets = new ServerSocket[n];
-        try
-        {
-            for (int i = 0; i < n; i++)
-            {
-                sockets[i] = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress());
-                ports[i] = sockets[i].getLocalPort();
-            }
-        }
-        finally
-        {
-            for (final ServerSocket s : sockets)
-            {
-                if (s != null)
-                {
-                    s.close();
-                }
-            }
-        }
-        return ports;
     }
 
     private void progress(final String line)

@@ -329,30 +329,14 @@ public final class ConfigLoader
 
     private InetSocketAddress address(final String text, final String where) throws ConfigException
     {
-        final int colon = text.lastIndexOf(':');
-        if (colon <= 0 || colon == text.length() - 1)
-        {
-            throw fail(where + "=\"" + text + "\": expected HOST:PORT, e.g. \"127.0.0.1:7788\"");
-        }
-        String host = text.substring(0, colon);
-        if (host.startsWith("[") && host.endsWith("]"))
-        {
-            host = host.substring(1, host.length() - 1);
-        }
-        final int port;
         try
         {
-            port = Integer.parseInt(text.substring(colon + 1));
+            return HostPort.parse(text);
         }
-        catch (final NumberFormatException e)
+        catch (final IllegalArgumentException e)
         {
-            throw fail(where + "=\"" + text + "\": port is not a number; expected HOST:PORT with a port 1-65535");
+            throw fail(where + "=\"" + text + "\": " + e.getMessage());
         }
-        if (port < 1 || port > 65535)
-        {
-            throw fail(where + "=\"" + text + "\": port " + port + " out of range; expected 1-65535");
-        }
-        return InetSocketAddress.createUnresolved(host, port);
     }
 
     private ConfigException fail(final String message)

@@ -1,5 +1,6 @@
 package io.doppel.nbd;
 
+import io.doppel.config.HostPort;
 import io.doppel.log.Log;
 import io.doppel.net.Transport;
 import io.netty.bootstrap.ServerBootstrap;
@@ -146,30 +147,14 @@ public final class NbdServer implements AutoCloseable
 
         static InetSocketAddress tcp(final String address)
         {
-            final int colon = address.lastIndexOf(':');
-            if (colon <= 0 || colon == address.length() - 1)
-            {
-                throw new IllegalArgumentException("expected HOST:PORT (e.g. \"127.0.0.1:10809\") or unix:/path");
-            }
-            String host = address.substring(0, colon);
-            if (host.startsWith("[") && host.endsWith("]"))
-            {
-                host = host.substring(1, host.length() - 1);
-            }
-            final int port;
             try
             {
-                port = Integer.parseInt(address.substring(colon + 1));
+                return HostPort.parse(address);
             }
-            catch (final NumberFormatException e)
+            catch (final IllegalArgumentException e)
             {
-                throw new IllegalArgumentException("port is not a number; expected HOST:PORT with a port 1-65535");
+                throw new IllegalArgumentException(e.getMessage() + " (or unix:/path)");
             }
-            if (port < 1 || port > 65535)
-            {
-                throw new IllegalArgumentException("port " + port + " out of range; expected 1-65535");
-            }
-            return InetSocketAddress.createUnresolved(host, port);
         }
     }
 }

@@ -128,6 +128,23 @@ public final class WireProtocol
         return (int)crc.getValue();
     }
 
+    /** A PING frame (body: the sender's nanoTime), for the writer-idle side of the heartbeat. */
+    public static ByteBuf ping(final io.netty.buffer.ByteBufAllocator alloc, final CRC32C crc)
+    {
+        return seqFrame(alloc, TYPE_PING, System.nanoTime(), crc);
+    }
+
+    /** A frame whose body is one u64 (ACK, FLUSHED, SYNC_BEGIN, SYNC_DONE, FLUSH, PING). */
+    public static ByteBuf seqFrame(final io.netty.buffer.ByteBufAllocator alloc, final int type, final long value,
+        final CRC32C crc)
+    {
+        final ByteBuf buf = alloc.buffer(HEADER_BYTES + 8);
+        final int start = beginFrame(buf, type);
+        buf.writeLong(value);
+        endFrame(buf, start, crc);
+        return buf;
+    }
+
     /** Reads a frame's type and steps past flags and reserved; the reader index is then on the body. */
     public static int readType(final ByteBuf frame)
     {

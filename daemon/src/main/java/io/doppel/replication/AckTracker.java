@@ -23,25 +23,73 @@ public final class AckTracker
     {
     }
 
+    /** Pairs (seq, lsn) in seq order: which frame carries the end of which write. */
+    private static final class SeqToLsn
+    {
+        private long[] seqs = new long[1024];
+        private long[] lsns = new long[1024];
+        private int head;
+        private int count;
+
+        void add(final long seq, final long lsn)
+        {
+            if (count == seqs.length)
+            {
+                seqs = grow(seqs, head, count);
+                lsns = grow(lsns, head, count);
+                head = 0;
+            }
+            final int tail = (head + count) % seqs.length;
+            seqs[tail] = seq;
+            lsns[tail] = lsn;
+            count++;
+        }
+
+        /** Removes the pairs up to {@code seq}; returns the highest lsn among them, at least {@code floor}. */
+        long removeUpTo(final long seq, final long floor)
+        {
+            long lsn = floor;
+            while (count > 0 && seqs[head] <= seq)
+            {
+                lsn = Math.max(lsn, lsns[head]);
+                head = (head + 1) % seqs.length;
+                count--;
+            }
+            return lsn;
+        }
+
+        void clear()
+        {
+            count = 0;
+        }
+
+        private static long[] grow(final long[] ring, final int head, final int count)
+        {
+            final long[] bigger = new long[ring.length * 2];
+            for (int i = 0; i < count; i++)
+            {
+                bigger[i] = ring[(head + i) % ring.length];
+            }
+            return bigger;
+        }
+    }
+
+    /** One acknowledgement stream: ACK (applied) or FLUSHED (on stable storage). */
+    private static final class Level
+    {
+        final PriorityQueue<Waiter> waiters = new PriorityQueue<>((a, b) -> Long.compare(a.lsn, b.lsn));
+        final SeqToLsn sent = new SeqToLsn();
+        /** Highest seq answered: an answer may overtake the sender's bookkeeping. */
+        long answeredSeq;
+        long doneLsn;
+    }
+
     private final Object lock = new Object();
-    private final PriorityQueue<Waiter> received = new PriorityQueue<>((a, b) -> Long.compare(a.lsn, b.lsn));
-    private final PriorityQueue<Waiter> durable = new PriorityQueue<>((a, b) -> Long.compare(a.lsn, b.lsn));
-    private long[] sentSeq = new long[1024];
-    private long[] sentLsn = new long[1024];
-    private int sentHead;
-    private int sentCount;
-    private long[] flushSeq = new long[64];
-    private long[] flushLsn = new long[64];
-    private int flushHead;
-    private int flushCount;
-    private long ackedLsn;
-    private long durableLsn;
+    private final Level received = new Level();
+    private final Level durable = new Level();
     private long releasedLsn;
     private long flushWantedLsn;
     private long degraded;
-    /** Highest seq the standby has acknowledged / flushed: an answer may overtake our own bookkeeping. */
-    private long ackedSeq;
-    private long flushedSeq;
     private volatile Runnable flushWakeup = () -> { };
 
     /** Called (outside any lock of ours) when a durability wait is registered, to wake the sender. */
@@ -53,110 +101,53 @@ public final class AckTracker
     /** The sender handed the frame {@code seq}, which ends the write {@code lsn}, to the link. */
     void onSent(final long seq, final long lsn)
     {
-        final List<Runnable> ready;
-        synchronized (lock)
-        {
-            if (seq <= ackedSeq)
-            {
-                // The ACK came back before we got here (a heartbeat flushed the frame early).
-                ackedLsn = Math.max(ackedLsn, lsn);
-                ready = drain(received, Math.max(ackedLsn, releasedLsn));
-            }
-            else
-            {
-                ready = List.of();
-                append(seq, lsn);
-            }
-        }
-        ready.forEach(Runnable::run);
-    }
-
-    /** Caller holds the lock. */
-    private void append(final long seq, final long lsn)
-    {
-        if (sentCount == sentSeq.length)
-        {
-            sentSeq = grow(sentSeq, sentHead, sentCount);
-            sentLsn = grow(sentLsn, sentHead, sentCount);
-            sentHead = 0;
-        }
-        final int tail = (sentHead + sentCount) % sentSeq.length;
-        sentSeq[tail] = seq;
-        sentLsn[tail] = lsn;
-        sentCount++;
+        sent(received, seq, lsn);
     }
 
     /** The sender sent FLUSH frame {@code seq}, covering every write up to {@code lsn}. */
     void onFlushSent(final long seq, final long lsn)
     {
-        final List<Runnable> ready;
-        synchronized (lock)
-        {
-            if (seq <= flushedSeq)
-            {
-                durableLsn = Math.max(durableLsn, lsn);
-                ready = drain(durable, Math.max(durableLsn, releasedLsn));
-            }
-            else
-            {
-                ready = List.of();
-                appendFlush(seq, lsn);
-            }
-        }
-        ready.forEach(Runnable::run);
-    }
-
-    /** Caller holds the lock. */
-    private void appendFlush(final long seq, final long lsn)
-    {
-        if (flushCount == flushSeq.length)
-        {
-            flushSeq = grow(flushSeq, flushHead, flushCount);
-            flushLsn = grow(flushLsn, flushHead, flushCount);
-            flushHead = 0;
-        }
-        final int tail = (flushHead + flushCount) % flushSeq.length;
-        flushSeq[tail] = seq;
-        flushLsn[tail] = lsn;
-        flushCount++;
+        sent(durable, seq, lsn);
     }
 
     /** The standby applied every frame up to {@code seq}. */
     void onAcked(final long seq)
     {
-        final List<Runnable> ready;
-        synchronized (lock)
-        {
-            ackedSeq = Math.max(ackedSeq, seq);
-            long lsn = ackedLsn;
-            while (sentCount > 0 && sentSeq[sentHead] <= seq)
-            {
-                lsn = Math.max(lsn, sentLsn[sentHead]);
-                sentHead = (sentHead + 1) % sentSeq.length;
-                sentCount--;
-            }
-            ackedLsn = lsn;
-            ready = drain(received, Math.max(ackedLsn, releasedLsn));
-        }
-        ready.forEach(Runnable::run);
+        answered(received, seq);
     }
 
     /** The standby has every frame up to {@code seq} on stable storage. */
     void onFlushed(final long seq)
     {
+        answered(durable, seq);
+    }
+
+    private void sent(final Level level, final long seq, final long lsn)
+    {
+        List<Runnable> ready = List.of();
+        synchronized (lock)
+        {
+            if (seq <= level.answeredSeq)
+            {
+                level.doneLsn = Math.max(level.doneLsn, lsn);
+                ready = drain(level.waiters, Math.max(level.doneLsn, releasedLsn));
+            }
+            else
+            {
+                level.sent.add(seq, lsn);
+            }
+        }
+        ready.forEach(Runnable::run);
+    }
+
+    private void answered(final Level level, final long seq)
+    {
         final List<Runnable> ready;
         synchronized (lock)
         {
-            flushedSeq = Math.max(flushedSeq, seq);
-            long lsn = durableLsn;
-            while (flushCount > 0 && flushSeq[flushHead] <= seq)
-            {
-                lsn = Math.max(lsn, flushLsn[flushHead]);
-                flushHead = (flushHead + 1) % flushSeq.length;
-                flushCount--;
-            }
-            durableLsn = lsn;
-            ready = drain(durable, Math.max(durableLsn, releasedLsn));
+            level.answeredSeq = Math.max(level.answeredSeq, seq);
+            level.doneLsn = level.sent.removeUpTo(seq, level.doneLsn);
+            ready = drain(level.waiters, Math.max(level.doneLsn, releasedLsn));
         }
         ready.forEach(Runnable::run);
     }
@@ -171,10 +162,10 @@ public final class AckTracker
         synchronized (lock)
         {
             releasedLsn = Math.max(releasedLsn, lsn);
-            sentCount = 0;
-            flushCount = 0;
-            ready = drain(received, Long.MAX_VALUE);
-            ready.addAll(drain(durable, Long.MAX_VALUE));
+            received.sent.clear();
+            durable.sent.clear();
+            ready = drain(received.waiters, Long.MAX_VALUE);
+            ready.addAll(drain(durable.waiters, Long.MAX_VALUE));
             degraded += ready.size();
         }
         ready.forEach(Runnable::run);
@@ -202,16 +193,15 @@ public final class AckTracker
         }
     }
 
-    private boolean register(final PriorityQueue<Waiter> queue, final long lsn, final Runnable action,
-        final boolean flush)
+    private boolean register(final Level level, final long lsn, final Runnable action, final boolean flush)
     {
         synchronized (lock)
         {
-            if (lsn <= 0 || lsn <= releasedLsn || lsn <= (flush ? durableLsn : ackedLsn))
+            if (lsn <= 0 || lsn <= releasedLsn || lsn <= level.doneLsn)
             {
                 return false;
             }
-            queue.add(new Waiter(lsn, action));
+            level.waiters.add(new Waiter(lsn, action));
             if (flush)
             {
                 flushWantedLsn = Math.max(flushWantedLsn, lsn);
@@ -255,15 +245,5 @@ public final class AckTracker
             out.add(queue.poll().action);
         }
         return out;
-    }
-
-    private static long[] grow(final long[] ring, final int head, final int count)
-    {
-        final long[] bigger = new long[ring.length * 2];
-        for (int i = 0; i < count; i++)
-        {
-            bigger[i] = ring[(head + i) % ring.length];
-        }
-        return bigger;
     }
 }

@@ -162,11 +162,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
             final IdleStateEvent idle = (IdleStateEvent)evt;
             if (idle.state() == IdleState.WRITER_IDLE)
             {
-                final ByteBuf ping = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
-                final int start = WireProtocol.beginFrame(ping, WireProtocol.TYPE_PING);
-                ping.writeLong(System.nanoTime());
-                WireProtocol.endFrame(ping, start, crc);
-                ctx.writeAndFlush(ping, ctx.voidPromise());
+                ctx.writeAndFlush(WireProtocol.ping(ctx.alloc(), crc), ctx.voidPromise());
             }
             else if (idle.state() == IdleState.READER_IDLE)
             {

@@ -507,12 +507,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     /** A frame with only a sequence number (SYNC_BEGIN, SYNC_DONE); returns that number. */
     private long sendControl(final int type) throws LinkDownException
     {
-        final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 8);
-        final int frame = WireProtocol.beginFrame(buf, type);
         final long mySeq = ++seq;
-        buf.writeLong(mySeq);
-        WireProtocol.endFrame(buf, frame, crc);
-        send(buf);
+        send(WireProtocol.seqFrame(alloc, type, mySeq, crc));
         return mySeq;
     }
 

@@ -236,11 +236,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
 
     private void sendSeq(final ChannelHandlerContext ctx, final int type, final long seq)
     {
-        final ByteBuf buf = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
-        final int start = WireProtocol.beginFrame(buf, type);
-        buf.writeLong(seq);
-        WireProtocol.endFrame(buf, start, crc);
-        ctx.writeAndFlush(buf, ctx.voidPromise());
+        ctx.writeAndFlush(WireProtocol.seqFrame(ctx.alloc(), type, seq, crc), ctx.voidPromise());
     }
 
     @Override
@@ -251,11 +247,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             final IdleStateEvent idle = (IdleStateEvent)evt;
             if (idle.state() == IdleState.WRITER_IDLE)
             {
-                final ByteBuf ping = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 8);
-                final int start = WireProtocol.beginFrame(ping, WireProtocol.TYPE_PING);
-                ping.writeLong(System.nanoTime());
-                WireProtocol.endFrame(ping, start, crc);
-                ctx.writeAndFlush(ping, ctx.voidPromise());
+                ctx.writeAndFlush(WireProtocol.ping(ctx.alloc(), crc), ctx.voidPromise());
             }
             else if (idle.state() == IdleState.READER_IDLE)
             {

@@ -3,6 +3,7 @@ package io.doppel.nbd;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.doppel.daemon.DaemonMain;
+import io.doppel.tools.LoopbackPorts;
 import io.doppel.tools.MixedImage;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Assumptions;
@@ -11,8 +12,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -57,7 +56,7 @@ class AckLevelTest
     void fuaWriteReplyWaitsForTheStandbyOnlyWhenTheLevelSaysSo(final String ack) throws Exception
     {
         Assumptions.assumeTrue(exists("qemu-io"), "SKIPPED: qemu-io not installed (apt-get install qemu-utils)");
-        final int[] ports = freePorts(6);
+        final int[] ports = LoopbackPorts.free(6);
         final Path alphaImage = dir.resolve("alpha.img");
         final Path betaImage = dir.resolve("beta.img");
         MixedImage.create(alphaImage, SIZE, 3);
@@ -208,30 +207,5 @@ class AckLevelTest
             }
         }
         return false;
-    }
-
-    private static int[] freePorts(final int n) throws IOException
-    {
-        final int[] ports = new int[n];
-        final ServerSocket[] sockets = new ServerSocket[n];
-        try
-        {
-            for (int i = 0; i < n; i++)
-            {
-                sockets[i] = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
-                ports[i] = sockets[i].getLocalPort();
-            }
-        }
-        finally
-        {
-            for (final ServerSocket s : sockets)
-            {
-                if (s != null)
-                {
-                    s.close();
-                }
-            }
-        }
-        return ports;
     }
 }

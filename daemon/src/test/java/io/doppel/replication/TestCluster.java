@@ -1,33 +1,40 @@
 package io.doppel.replication;
 
+import io.doppel.tools.LoopbackPorts;
+
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-/** Writes the TOML files of a two-node (alpha primary, beta standby) loopback setup for tests. */
-final class TestCluster
+/**
+ * Writes the TOML files of a two-node (alpha primary, beta standby) loopback setup for tests. Public for
+ * the NBD tests in {@code io.doppel.nbd}.
+ */
+public final class TestCluster
 {
-    final Path dir;
-    final long size;
-    final int alphaListen;
-    final int alphaAdmin;
-    final int betaListen;
-    final int betaAdmin;
-    final Path alphaImage;
-    final Path betaImage;
+    public final Path dir;
+    public final long size;
+    public final int alphaListen;
+    public final int alphaAdmin;
+    public final int betaListen;
+    public final int betaAdmin;
+    public final Path alphaImage;
+    public final Path betaImage;
     String compression = "lz4";
     String blockSize = "4KiB";
     String logSize = "64MiB";
     long betaSize;
+    /** When set, the {@code nbd} address of vm1 on alpha ("127.0.0.1:PORT" or "unix:/path"). */
+    public String alphaNbd;
+    /** When set, the {@code nbd} address of vm1 on beta (its read-only standby export). */
+    public String betaNbd;
 
-    TestCluster(final Path dir, final long size) throws IOException
+    public TestCluster(final Path dir, final long size) throws IOException
     {
         this.dir = dir;
         this.size = size;
         this.betaSize = size;
-        final int[] ports = freePorts(4);
+        final int[] ports = LoopbackPorts.free(4);
         alphaListen = ports[0];
         alphaAdmin = ports[1];
         betaListen = ports[2];
@@ -38,18 +45,18 @@ final class TestCluster
         betaImage = dir.resolve("beta/vm1.img");
     }
 
-    Path alphaConfig() throws IOException
+    public Path alphaConfig() throws IOException
     {
-        return write("alpha", alphaListen, alphaAdmin, "beta", betaListen, alphaImage, "primary", size);
+        return write("alpha", alphaListen, alphaAdmin, "beta", betaListen, alphaImage, "primary", size, alphaNbd);
     }
 
-    Path betaConfig() throws IOException
+    public Path betaConfig() throws IOException
     {
-        return write("beta", betaListen, betaAdmin, "alpha", alphaListen, betaImage, "standby", betaSize);
+        return write("beta", betaListen, betaAdmin, "alpha", alphaListen, betaImage, "standby", betaSize, betaNbd);
     }
 
     private Path write(final String node, final int listen, final int admin, final String peer, final int peerPort,
-        final Path image, final String role, final long volumeSize) throws IOException
+        final Path image, final String role, final long volumeSize, final String nbd) throws IOException
     {
         final String toml = String.join("\n",
             "[node]",
@@ -73,34 +80,9 @@ final class TestCluster
             "block-size = \"" + blockSize + "\"",
             "compression = \"" + compression + "\"",
             "replication-log-size = \"" + logSize + "\"",
-            "");
+            nbd == null ? "" : "nbd = \"" + nbd + "\"\n");
         final Path file = dir.resolve(node + ".toml");
         Files.writeString(file, toml);
         return file;
-    }
-
-    static int[] freePorts(final int n) throws IOException
-    {
-        final int[] ports = new int[n];
-        final ServerSocket[] sockets = new ServerSocket[n];
-        try
-        {
-            for (int i = 0; i < n; i++)
-            {
-                sockets[i] = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
-                ports[i] = sockets[i].getLocalPort();
-            }
-        }
-        finally
-        {
-            for (final ServerSocket s : sockets)
-            {
-                if (s != null)
-                {
-                    s.close();
-                }
-            }
-        }
-        return ports;
     }
 }
