@@ -97,9 +97,11 @@ final class NbdConnection extends ByteToMessageDecoder
             return false;
         }
         final int flags = in.readInt();
-        if ((flags & CLIENT_FLAG_FIXED_NEWSTYLE) == 0)
+        if ((flags & CLIENT_FLAG_FIXED_NEWSTYLE) == 0
+            || (flags & ~(CLIENT_FLAG_FIXED_NEWSTYLE | CLIENT_FLAG_NO_ZEROES)) != 0)
         {
-            close(ctx, "client does not speak fixed newstyle (flags 0x" + Integer.toHexString(flags) + ")");
+            close(ctx, "client flags 0x" + Integer.toHexString(flags) + " (expected fixed newstyle, optionally"
+                + " no-zeroes, and nothing else)");
             return true;
         }
         noZeroes = (flags & CLIENT_FLAG_NO_ZEROES) != 0;
@@ -437,7 +439,18 @@ final class NbdConnection extends ByteToMessageDecoder
         }
         if (length == 0 && type != CMD_BLOCK_STATUS)
         {
-            ok(ctx, cookie); // nothing to do: no frame, nothing to wait for
+            // Nothing to do: no frame, nothing to wait for. A READ still needs a structured reply.
+            if (structured && type == CMD_READ)
+            {
+                final ByteBuf none = ctx.alloc().buffer(20);
+                none.writeInt(STRUCTURED_REPLY_MAGIC).writeShort(REPLY_FLAG_DONE).writeShort(REPLY_TYPE_NONE)
+                    .writeLong(cookie).writeInt(0);
+                ctx.write(none);
+            }
+            else
+            {
+                ok(ctx, cookie);
+            }
             return;
         }
         if (length == 0 || offset == export.size())

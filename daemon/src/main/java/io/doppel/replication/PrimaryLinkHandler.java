@@ -175,8 +175,12 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
     {
+        if (closed || !ctx.channel().isActive())
+        {
+            return; // writes failing on a link that is already going: its first reason stands
+        }
         final Throwable root = cause instanceof DecoderException && cause.getCause() != null ? cause.getCause() : cause;
-        closeReason = "bad input from the standby: " + root.getMessage();
+        closeReason = (cause instanceof DecoderException ? "bad input from the standby: " : "link error: ") + root;
         Log.warn(component, closeReason + "; closing the link");
         ctx.close();
     }

@@ -66,6 +66,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final ByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
     private final CRC32C crc = new CRC32C();
     private final int[] runLength = new int[1];
+    /**
+     * A private copy of the range being sent: writers keep changing the mapped image, and the zero check,
+     * the hash and the compression must all see the same bytes (a block torn by a concurrent write is
+     * still consistent with its own hash, and the write has marked it dirty again).
+     */
+    private final ByteBuffer snapshot = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES)
+        .order(java.nio.ByteOrder.LITTLE_ENDIAN);
     private final long[] recordWhere = new long[3];
     private final ByteBuf[] recordData = new ByteBuf[1];
     private final Thread thread;
@@ -407,8 +414,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     }
 
     /**
-     * Sends a block-aligned range straight from the mapped image: runs of zero blocks as ZERO frames,
-     * runs of data blocks coalesced into DATA frames (never across a window or past the payload limit).
+     * Sends a block-aligned range of the mapped image, through a private copy of at most one payload:
+     * runs of zero blocks as ZERO frames, runs of data blocks coalesced into DATA frames (never across a
+     * window or past the payload limit).
      */
     private void shipVolumeRange(final long offset, final long length) throws LinkDownException
     {
@@ -416,9 +424,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final long end = offset + length;
         while (pos < end)
         {
-            final ByteBuffer window = volume.windowFor(pos);
-            final int index = volume.indexInWindow(pos);
-            final int n = (int)Math.min(Math.min(end - pos, WireProtocol.MAX_PAYLOAD_BYTES), window.capacity() - index);
+            final ByteBuffer mapped = volume.windowFor(pos);
+            final int mappedIndex = volume.indexInWindow(pos);
+            final int n = (int)Math.min(Math.min(end - pos, WireProtocol.MAX_PAYLOAD_BYTES),
+                mapped.capacity() - mappedIndex);
+            snapshot.put(0, mapped, mappedIndex, n);
+            final ByteBuffer window = snapshot;
+            final int index = 0;
             int i = 0;
             while (i < n)
             {

@@ -77,7 +77,10 @@ final class NbdTestSupport
         {
             // nothing to do
         }
-        final CompletableFuture<String> out = CompletableFuture.supplyAsync(() -> readAll(p.getInputStream()));
+        final CompletableFuture<String> out = new CompletableFuture<>();
+        final Thread reader = new Thread(() -> out.complete(readAll(p.getInputStream())), "tool-output");
+        reader.setDaemon(true);
+        reader.start();
         try
         {
             if (!p.waitFor(seconds, TimeUnit.SECONDS))
@@ -190,7 +193,7 @@ final class NbdTestSupport
          * primary on a Unix socket when {@code alphaUnix}, the standby on one when {@code betaUnix}.
          */
         static NodePair start(final TestCluster cluster, final boolean alphaUnix, final boolean betaUnix)
-            throws IOException
+            throws Exception
         {
             final int[] ports = freePorts(2);
             final Path alphaSocket = alphaUnix ? cluster.dir.resolve("alpha-nbd.sock") : null;
@@ -203,7 +206,7 @@ final class NbdTestSupport
             {
                 alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig()));
             }
-            catch (final IOException | RuntimeException e)
+            catch (final Exception e)
             {
                 beta.close();
                 throw e;
