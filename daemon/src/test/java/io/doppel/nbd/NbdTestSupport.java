@@ -4,12 +4,11 @@ import io.doppel.config.ConfigLoader;
 import io.doppel.daemon.DoppelNode;
 import io.doppel.replication.PrimaryVolume;
 import io.doppel.replication.TestCluster;
+import io.doppel.tools.LoopbackPorts;
 
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -136,31 +135,6 @@ final class NbdTestSupport
         }
     }
 
-    static int[] freePorts(final int n) throws IOException
-    {
-        final int[] ports = new int[n];
-        final ServerSocket[] sockets = new ServerSocket[n];
-        try
-        {
-            for (int i = 0; i < n; i++)
-            {
-                sockets[i] = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
-                ports[i] = sockets[i].getLocalPort();
-            }
-        }
-        finally
-        {
-            for (final ServerSocket s : sockets)
-            {
-                if (s != null)
-                {
-                    s.close();
-                }
-            }
-        }
-        return ports;
-    }
-
     /**
      * Alpha (primary) and beta (standby) in this JVM, both serving vm1 over NBD: on TCP loopback ports or
      * on Unix sockets in the test directory. The image files are the cluster's.
@@ -195,7 +169,7 @@ final class NbdTestSupport
         static NodePair start(final TestCluster cluster, final boolean alphaUnix, final boolean betaUnix)
             throws Exception
         {
-            final int[] ports = freePorts(2);
+            final int[] ports = LoopbackPorts.free(2);
             final Path alphaSocket = alphaUnix ? cluster.dir.resolve("alpha-nbd.sock") : null;
             final Path betaSocket = betaUnix ? cluster.dir.resolve("beta-nbd.sock") : null;
             cluster.alphaNbd = alphaUnix ? "unix:" + alphaSocket : "127.0.0.1:" + ports[0];
