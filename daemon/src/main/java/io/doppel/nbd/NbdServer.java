@@ -119,7 +119,7 @@ public final class NbdServer implements AutoCloseable
         }
     }
 
-    /** Parsing of the {@code nbd} config value. */
+    /** Parsing of the {@code nbd} config value: "HOST:PORT", a bare PORT (loopback) or "unix:/path". */
     public static final class NbdAddress
     {
         private NbdAddress()
@@ -147,6 +147,10 @@ public final class NbdServer implements AutoCloseable
 
         static InetSocketAddress tcp(final String address)
         {
+            if (address.matches("\\d{1,5}"))
+            {
+                return tcp("127.0.0.1:" + address); // a bare port: loopback, the safe default
+            }
             try
             {
                 return HostPort.parse(address);

@@ -211,6 +211,22 @@ class ConfigLoaderTest
     }
 
     @Test
+    void nbdAndAckKeys() throws ConfigException
+    {
+        assertThat(parse(EXAMPLE).volumes().get(0).nbd()).isNull();
+        assertThat(parse(EXAMPLE).volumes().get(0).ack()).isEqualTo(VolumeConfig.Ack.SYNC);
+        assertThat(parse(volumeWith(null, "nbd = \"127.0.0.1:10809\"")).volumes().get(0).nbd())
+            .isEqualTo("127.0.0.1:10809");
+        assertThat(parse(volumeWith(null, "nbd = \"10809\"")).volumes().get(0).hasNbd()).isTrue();
+        assertThat(parse(volumeWith(null, "nbd = \"unix:/run/doppel/vm1.sock\"")).volumes().get(0).nbd())
+            .isEqualTo("unix:/run/doppel/vm1.sock");
+        assertThat(parse(volumeWith(null, "ack = \"async\"")).volumes().get(0).ack()).isEqualTo(VolumeConfig.Ack.ASYNC);
+        refused(volumeWith(null, "nbd = \"unix:relative.sock\""), "[[volume vm1]].nbd", "unix:/absolute/path");
+        refused(volumeWith(null, "nbd = \"127.0.0.1:99999\""), "nbd", "99999", "out of range");
+        refused(volumeWith(null, "ack = \"fast\""), "[[volume vm1]].ack=\"fast\"", "async | received | sync");
+    }
+
+    @Test
     void badAddressesAreRefused()
     {
         refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1\""), "[node].listen",
