@@ -540,22 +540,30 @@ final class NbdConnection extends ByteToMessageDecoder
         final boolean one = (flags & CMD_FLAG_REQ_ONE) != 0;
         final int maxExtents = one ? 1 : 1024;
         final ByteBuf body = ctx.alloc().buffer(4 + 8 * Math.min(maxExtents, 64));
-        body.writeInt(BASE_ALLOCATION_ID);
-        long pos = offset;
-        // A reply may cover less than asked; the client asks again from where it ends.
-        final long end = offset + Math.min(length, MAX_STATUS_BYTES);
-        int extents = 0;
-        while (pos < end && extents < maxExtents)
+        try
         {
-            final boolean zero = isZeroPiece(pos, end);
-            final long runStart = pos;
-            pos = pieceEnd(pos, end);
-            while (pos < end && isZeroPiece(pos, end) == zero && pos - runStart < (1L << 30))
+            body.writeInt(BASE_ALLOCATION_ID);
+            long pos = offset;
+            // A reply may cover less than asked; the client asks again from where it ends.
+            final long end = offset + Math.min(length, MAX_STATUS_BYTES);
+            int extents = 0;
+            while (pos < end && extents < maxExtents)
             {
+                final boolean zero = isZeroPiece(pos, end);
+                final long runStart = pos;
                 pos = pieceEnd(pos, end);
+                while (pos < end && isZeroPiece(pos, end) == zero && pos - runStart < (1L << 30))
+                {
+                    pos = pieceEnd(pos, end);
+                }
+                body.writeInt((int)(pos - runStart)).writeInt(zero ? STATE_ZERO : 0);
+                extents++;
             }
-            body.writeInt((int)(pos - runStart)).writeInt(zero ? STATE_ZERO : 0);
-            extents++;
+        }
+        catch (final RuntimeException | InternalError e)
+        {
+            body.release();
+            throw e;
         }
         final ByteBuf header = ctx.alloc().buffer(20);
         header.writeInt(STRUCTURED_REPLY_MAGIC).writeShort(REPLY_FLAG_DONE).writeShort(REPLY_TYPE_BLOCK_STATUS)

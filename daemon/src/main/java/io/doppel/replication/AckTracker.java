@@ -1,5 +1,7 @@
 package io.doppel.replication;
 
+import io.doppel.log.Log;
+
 import java.util.ArrayList;
 import java.util.List;
 import java.util.PriorityQueue;
@@ -119,6 +121,9 @@ public final class AckTracker
     /** The standby has every frame up to {@code seq} on stable storage. */
     void onFlushed(final long seq)
     {
+        // Durable implies received: the standby may send FLUSHED before the ACK of the frames ahead
+        // of it, and replies waiting for "received" must not run after a DISC's close.
+        answered(received, seq);
         answered(durable, seq);
     }
 
@@ -137,7 +142,7 @@ public final class AckTracker
                 level.sent.add(seq, lsn);
             }
         }
-        ready.forEach(Runnable::run);
+        runAll(ready);
     }
 
     private void answered(final Level level, final long seq)
@@ -149,7 +154,7 @@ public final class AckTracker
             level.doneLsn = level.sent.removeUpTo(seq, level.doneLsn);
             ready = drain(level.waiters, Math.max(level.doneLsn, releasedLsn));
         }
-        ready.forEach(Runnable::run);
+        runAll(ready);
     }
 
     /**
@@ -168,7 +173,7 @@ public final class AckTracker
             ready.addAll(drain(durable.waiters, Long.MAX_VALUE));
             degraded += ready.size();
         }
-        ready.forEach(Runnable::run);
+        runAll(ready);
     }
 
     /** Runs {@code action} once the standby holds write {@code lsn} (0: a write that was not logged: now). */
@@ -197,8 +202,13 @@ public final class AckTracker
     {
         synchronized (lock)
         {
-            if (lsn <= 0 || lsn <= releasedLsn || lsn <= level.doneLsn)
+            if (lsn <= 0 || lsn <= level.doneLsn)
             {
+                return false;
+            }
+            if (lsn <= releasedLsn)
+            {
+                degraded++; // the standby was never going to answer for this one
                 return false;
             }
             level.waiters.add(new Waiter(lsn, action));
@@ -234,6 +244,22 @@ public final class AckTracker
         synchronized (lock)
         {
             return degraded;
+        }
+    }
+
+    /** Runs each completion; one that throws is logged and does not stop the others. */
+    private static void runAll(final List<Runnable> ready)
+    {
+        for (final Runnable action : ready)
+        {
+            try
+            {
+                action.run();
+            }
+            catch (final RuntimeException | Error e)
+            {
+                Log.error("acks", "a write completion failed: " + e);
+            }
         }
     }
 

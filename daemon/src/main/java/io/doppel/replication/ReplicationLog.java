@@ -70,26 +70,47 @@ public final class ReplicationLog
     public long write(final long offset, final ByteBuffer src)
     {
         final int length = src.remaining();
+        // Out of range touches nothing: no byte written, no bit marked (a bit past the end would
+        // never be cleared and would hold catch-up forever).
+        volume.checkRange(offset, length);
         lock.lock();
         try
         {
-            final ByteBuffer copy = logging ? src.duplicate() : null;
+            final ByteBuf record = logging ? alloc.directBuffer(length, length) : null;
+            if (record != null)
+            {
+                record.writeBytes(src.duplicate());
+            }
+            boolean written = false;
             try
             {
                 volume.write(offset, src);
+                written = true;
             }
             finally
             {
                 // Marked even when the write failed part way: whatever reached the image must be sent.
                 dirtyMap.markBytes(offset, length);
                 writes++;
+                if (!written)
+                {
+                    // The bytes on disk are unknown now, so no record may claim them: the log's
+                    // invariant would break. Fall back to catch-up from the dirty map.
+                    if (record != null)
+                    {
+                        record.release();
+                    }
+                    overflow();
+                }
             }
-            if (admit(length))
+            if (record != null && admit(length))
             {
-                final ByteBuf record = alloc.directBuffer(length, length);
-                record.writeBytes(copy);
                 append(offset, length, record);
                 return writes;
+            }
+            if (record != null)
+            {
+                record.release();
             }
             return 0;
         }
@@ -109,9 +130,11 @@ public final class ReplicationLog
         {
             return 0;
         }
+        volume.checkRange(offset, length);
         lock.lock();
         try
         {
+            boolean written = false;
             try
             {
                 if (punch)
@@ -122,11 +145,16 @@ public final class ReplicationLog
                 {
                     volume.writeZeros(offset, length);
                 }
+                written = true;
             }
             finally
             {
                 dirtyMap.markBytes(offset, length);
                 writes++;
+                if (!written)
+                {
+                    overflow();
+                }
             }
             if (admit(0))
             {
@@ -150,15 +178,29 @@ public final class ReplicationLog
         }
         if (count == MAX_RECORDS || queuedBytes + bytes > capacityBytes)
         {
-            // Overflow: stop logging; the dirty map then holds every unsent block.
-            logging = false;
-            releaseAll();
-            state.logOverflows.incrementAndGet();
-            notEmpty.signalAll();
-            acks.release(writes);
+            overflow();
             return false;
         }
         return true;
+    }
+
+    /**
+     * Stops logging; the dirty map then holds every unsent block, and the standby is behind until
+     * catch-up empties it. Caller holds the lock.
+     */
+    private void overflow()
+    {
+        if (!logging)
+        {
+            return;
+        }
+        logging = false;
+        releaseAll();
+        state.logOverflows.incrementAndGet();
+        state.replication(VolumeState.Replication.BEHIND);
+        state.disk(VolumeState.Disk.SYNCING);
+        notEmpty.signalAll();
+        acks.release(writes);
     }
 
     private void append(final long offset, final long length, final ByteBuf record)

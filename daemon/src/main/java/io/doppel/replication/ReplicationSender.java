@@ -331,6 +331,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     {
         do
         {
+            if (!running || link.isClosed())
+            {
+                throw new LinkDownException(running ? link.closeReason() : "shutting down");
+            }
             shipDirty(0, dirtyMap.blockCount());
         }
         while (!log.startLogging());
@@ -535,10 +539,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             flush();
             while (!channel.isWritable())
             {
-                if (!channel.isActive())
+                if (!channel.isActive() || !running || Thread.currentThread().isInterrupted())
                 {
                     frame.release();
-                    throw new LinkDownException(link.closeReason());
+                    throw new LinkDownException(channel.isActive() ? "shutting down" : link.closeReason());
                 }
                 LockSupport.parkNanos(100_000);
             }

@@ -77,55 +77,15 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                 onHello(ctx, Hello.decode(frame));
                 return;
             }
-            if (!standby.isCurrent(ctx.channel()))
+            synchronized (standby)
             {
-                ctx.close(); // a newer link from the primary took over this volume
-                return;
-            }
-            standby.state().bytesReceived.addAndGet(wireBytes);
-            switch (type)
-            {
-                case WireProtocol.TYPE_DATA:
-                    appliedSeq = applier.applyData(frame);
-                    standby.state().blocksReceived.addAndGet(blocks(applier.lastLength()));
-                    break;
-                case WireProtocol.TYPE_ZERO:
-                    appliedSeq = applier.applyZero(frame);
-                    standby.state().blocksReceived.addAndGet(blocks(applier.lastLength()));
-                    break;
-                case WireProtocol.TYPE_HASH_REQUEST:
-                    onHashRequest(ctx, frame);
-                    break;
-                case WireProtocol.TYPE_SYNC_BEGIN:
-                    WireProtocol.requireBody(frame, 8, type);
-                    appliedSeq = frame.readLong();
-                    standby.state().replication(VolumeState.Replication.SYNCING);
-                    standby.state().disk(VolumeState.Disk.SYNCING);
-                    Log.info(component, "sync from primary begins; this copy is inconsistent until it ends");
-                    break;
-                case WireProtocol.TYPE_SYNC_DONE:
-                    WireProtocol.requireBody(frame, 8, type);
-                    appliedSeq = frame.readLong();
-                    standby.volume().flush();
-                    standby.state().replication(VolumeState.Replication.STREAMING);
-                    standby.state().disk(VolumeState.Disk.UP_TO_DATE);
-                    Log.info(component, "sync done, copy flushed and up to date; streaming");
-                    break;
-                case WireProtocol.TYPE_FLUSH:
-                    WireProtocol.requireBody(frame, 8, type);
-                    appliedSeq = frame.readLong();
-                    standby.volume().flush();
-                    sendSeq(ctx, WireProtocol.TYPE_FLUSHED, appliedSeq);
-                    break;
-                case WireProtocol.TYPE_PING:
-                    break;
-                case WireProtocol.TYPE_REJECT:
+                if (!standby.isCurrent(ctx.channel()))
+                {
                     failed = true;
-                    Log.error(component, "primary refused this standby: " + Hello.decodeReject(frame));
-                    ctx.close();
-                    break;
-                default:
-                    throw new ProtocolException("unexpected " + WireProtocol.typeName(type) + " frame from the primary");
+                    ctx.close(); // a newer link from the primary took over this volume
+                    return;
+                }
+                applyFrame(ctx, frame, type, wireBytes);
             }
         }
         catch (final RuntimeException e)
@@ -142,6 +102,58 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         finally
         {
             frame.release();
+        }
+    }
+
+    /** Applies one frame of the current link. Caller holds the volume's monitor. */
+    private void applyFrame(final ChannelHandlerContext ctx, final ByteBuf frame, final int type, final int wireBytes)
+    {
+        standby.state().bytesReceived.addAndGet(wireBytes);
+        switch (type)
+        {
+            case WireProtocol.TYPE_DATA:
+                appliedSeq = applier.applyData(frame);
+                standby.state().blocksReceived.addAndGet(blocks(applier.lastLength()));
+                break;
+            case WireProtocol.TYPE_ZERO:
+                appliedSeq = applier.applyZero(frame);
+                standby.state().blocksReceived.addAndGet(blocks(applier.lastLength()));
+                break;
+            case WireProtocol.TYPE_HASH_REQUEST:
+                onHashRequest(ctx, frame);
+                break;
+            case WireProtocol.TYPE_SYNC_BEGIN:
+                WireProtocol.requireBody(frame, 8, type);
+                appliedSeq = frame.readLong();
+                standby.state().replication(VolumeState.Replication.SYNCING);
+                standby.state().disk(VolumeState.Disk.SYNCING);
+                Log.info(component, "sync from primary begins; this copy is inconsistent until it ends");
+                break;
+            case WireProtocol.TYPE_SYNC_DONE:
+                WireProtocol.requireBody(frame, 8, type);
+                appliedSeq = frame.readLong();
+                standby.volume().flush();
+                standby.state().replication(VolumeState.Replication.STREAMING);
+                standby.state().disk(VolumeState.Disk.UP_TO_DATE);
+                Log.info(component, "sync done, copy flushed and up to date; streaming");
+                break;
+            case WireProtocol.TYPE_FLUSH:
+                WireProtocol.requireBody(frame, 8, type);
+                appliedSeq = frame.readLong();
+                standby.volume().flush();
+                sendSeq(ctx, WireProtocol.TYPE_ACK, appliedSeq); // ACK first: what is durable is also held
+                ackedSeq = appliedSeq;
+                sendSeq(ctx, WireProtocol.TYPE_FLUSHED, appliedSeq);
+                break;
+            case WireProtocol.TYPE_PING:
+                break;
+            case WireProtocol.TYPE_REJECT:
+                failed = true;
+                Log.error(component, "primary refused this standby: " + Hello.decodeReject(frame));
+                ctx.close();
+                break;
+            default:
+                throw new ProtocolException("unexpected " + WireProtocol.typeName(type) + " frame from the primary");
         }
     }
 
@@ -198,8 +210,23 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             throw new ProtocolException("HASH_REQUEST for blocks " + start + "+" + count + ": expected 1-"
                 + WireProtocol.MAX_HASHES_PER_LIST + " blocks within 0-" + blocks);
         }
-        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
         final ByteBuf list = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 12 + count * WireProtocol.HASH_BYTES);
+        try
+        {
+            hashBlocks(list, volume, start, count, blockSize);
+        }
+        catch (final RuntimeException | InternalError e)
+        {
+            list.release();
+            throw e;
+        }
+        ctx.writeAndFlush(list, ctx.voidPromise());
+    }
+
+    private void hashBlocks(final ByteBuf list, final Volume volume, final long start, final int count,
+        final int blockSize)
+    {
+        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
         final int begin = WireProtocol.beginFrame(list, WireProtocol.TYPE_HASH_LIST);
         list.writeLong(start);
         list.writeInt(count);
@@ -216,7 +243,6 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             list.writeLong(h.getLeastSignificantBits());
         }
         WireProtocol.endFrame(list, begin, crc);
-        ctx.writeAndFlush(list, ctx.voidPromise());
     }
 
     @Override

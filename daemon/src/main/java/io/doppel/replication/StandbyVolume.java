@@ -104,33 +104,44 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         return state;
     }
 
-    /** Makes {@code channel} the volume's feed, closing any previous one. */
-    void attach(final Channel channel)
+    /**
+     * Makes {@code channel} the volume's feed, closing any previous one. Link handlers hold this
+     * volume's monitor while they apply a frame, so an old link's frame never lands after the new
+     * link has taken over.
+     */
+    synchronized void attach(final Channel channel)
     {
         final Channel previous = link.getAndSet(channel);
         if (previous != null && previous != channel)
         {
             previous.close();
+            linkLost();
         }
         state.connected(true);
         state.connects.incrementAndGet();
     }
 
     /** The link {@code channel} ended; if it was the current feed, the volume waits for the next. */
-    void detach(final Channel channel)
+    synchronized void detach(final Channel channel)
     {
         if (link.compareAndSet(channel, null))
         {
             state.connected(false);
             state.replication(VolumeState.Replication.CONNECTING);
-            if (state.disk() == VolumeState.Disk.SYNCING)
-            {
-                state.disk(VolumeState.Disk.INCONSISTENT);
-            }
-            else if (state.disk() == VolumeState.Disk.UP_TO_DATE)
-            {
-                state.disk(VolumeState.Disk.OUTDATED);
-            }
+            linkLost();
+        }
+    }
+
+    /** A copy cut off mid-sync is inconsistent; one cut off while up to date may now be outdated. */
+    private void linkLost()
+    {
+        if (state.disk() == VolumeState.Disk.SYNCING)
+        {
+            state.disk(VolumeState.Disk.INCONSISTENT);
+        }
+        else if (state.disk() == VolumeState.Disk.UP_TO_DATE)
+        {
+            state.disk(VolumeState.Disk.OUTDATED);
         }
     }
 

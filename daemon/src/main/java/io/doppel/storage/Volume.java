@@ -271,6 +271,23 @@ public final class Volume implements Closeable
         if (blockDevice || !NativeIo.punchHole(path, offset, length))
         {
             writeZeros(offset, length);
+            return;
+        }
+        // The punch went around the mapping; marking its windows makes the next flush force the
+        // file, so a FLUSH after a TRIM covers the deallocation too.
+        for (long at = offset; at < offset + length; at = ((at >>> windowShift) + 1) << windowShift)
+        {
+            touch((int)(at >>> windowShift));
+        }
+    }
+
+    /** Throws {@link IndexOutOfBoundsException} naming the range unless it lies inside the volume. */
+    public void checkRange(final long offset, final long length)
+    {
+        if (offset < 0 || length < 0 || offset > size - length)
+        {
+            throw new IndexOutOfBoundsException("offset=" + offset + " length=" + length + ": outside volume "
+                + path + " of " + size + " bytes");
         }
     }
 
@@ -279,15 +296,6 @@ public final class Volume implements Closeable
         if (touched.get(index) == 0)
         {
             touched.set(index, 1);
-        }
-    }
-
-    private void checkRange(final long offset, final long length)
-    {
-        if (offset < 0 || length < 0 || offset > size - length)
-        {
-            throw new IndexOutOfBoundsException("offset=" + offset + " length=" + length + ": outside volume "
-                + path + " of " + size + " bytes");
         }
     }
 

@@ -18,6 +18,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.BooleanSupplier;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * Two nodes in one JVM over real loopback sockets: writes made through the primary's write API while it
@@ -72,6 +73,31 @@ class StreamingReplicationTest
             }
             awaitInSync(vm1, 60);
             assertThat(vm1.state().logOverflows()).isPositive();
+            assertIdentical(cluster, alpha, beta);
+        }
+    }
+
+    @Test
+    void outOfRangeWriteTouchesNothingAndStreamingGoesOn() throws Exception
+    {
+        final TestCluster cluster = new TestCluster(dir, SIZE);
+        MixedImage.create(cluster.alphaImage, SIZE, 8);
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig()));
+             DoppelNode alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig())))
+        {
+            final PrimaryVolume vm1 = alpha.primary("vm1");
+            awaitInSync(vm1, 60);
+            final long lsnBefore = vm1.log().writes();
+            // Straddles the end: must be refused whole, with no bit marked past (or before) the end.
+            assertThatThrownBy(() -> vm1.write(SIZE - 100, ByteBuffer.allocate(4096)))
+                .isInstanceOf(IndexOutOfBoundsException.class).hasMessageContaining("outside volume");
+            assertThatThrownBy(() -> vm1.writeZeroes(SIZE, 4096, true))
+                .isInstanceOf(IndexOutOfBoundsException.class);
+            assertThat(vm1.log().writes()).isEqualTo(lsnBefore);
+            assertThat(vm1.dirtyBytes()).isZero();
+            writeConcurrently(vm1, 2, 300);
+            awaitInSync(vm1, 60);
+            assertThat(vm1.state().logOverflows()).isZero();
             assertIdentical(cluster, alpha, beta);
         }
     }
