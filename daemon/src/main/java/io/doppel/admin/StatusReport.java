@@ -35,7 +35,11 @@ public final class StatusReport
             m.put("peer", peer);
             m.put("replication", v.replication().wireName());
             m.put("disk", v.disk().wireName());
+            m.put("generation", v.generation());
+            m.put("sync", v.syncKind());
+            m.put("syncBytesSent", v.syncBytesSent());
             m.put("dirtyBytes", v.dirtyBytes());
+            m.put("inFlightBytes", v.inFlightBytes());
             m.put("logBytes", v.logBytes());
             m.put("bytesSent", v.bytesSent());
             m.put("bytesReceived", v.bytesReceived());

@@ -180,15 +180,32 @@ public final class DoppelNode implements AutoCloseable
         }
         final VolumeState state = new VolumeState(vc, volume.size());
         states.add(state);
+        if (metadata.processCrashOnly())
+        {
+            Log.warn(config.node().name() + "/" + vc.name(), "metadata " + metadata.path() + " was not closed cleanly"
+                + " (the process died; the machine did not): the dirty map is exact, " + metadata.recoveredInFlight()
+                + " block(s) that were in flight are dirty again");
+        }
+        else if (metadata.machineCrash())
+        {
+            Log.warn(config.node().name() + "/" + vc.name(), "metadata " + metadata.path() + " was not closed cleanly"
+                + " in an earlier boot (machine crash): " + metadata.activityLog().recoveredExtents().length
+                + " activity-log extent(s) will be compared with the peer"
+                + (metadata.activityLog().damaged() ? "; the activity log is damaged, so the whole volume will be compared"
+                    : ""));
+        }
         if (vc.role() == VolumeConfig.Role.PRIMARY)
         {
+            metadata.role(MetadataFile.ROLE_PRIMARY);
+            metadata.ensureGeneration();
             final AckTracker acks = new AckTracker();
-            final ReplicationLog log = new ReplicationLog(volume, metadata.dirtyMap(), PooledByteBufAllocator.DEFAULT,
+            final ReplicationLog log = new ReplicationLog(volume, metadata, PooledByteBufAllocator.DEFAULT,
                 vc.logBytes(), state, acks);
             primaries.put(vc.name(), new PrimaryVolume(vc, volume, metadata, state, log, acks));
         }
         else
         {
+            metadata.role(MetadataFile.ROLE_STANDBY);
             standbys.put(vc.name(), new StandbyVolume(vc, volume, metadata, state));
         }
         Log.info(config.node().name() + "/" + vc.name(), "opened " + vc.role().configName() + " volume "

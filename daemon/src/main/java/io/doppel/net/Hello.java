@@ -11,19 +11,38 @@ import java.util.zip.CRC32C;
  * <pre>
  * body: magic u32 | versionMin u16 | versionMax u16 | role u8 | reserved u8[3] | size u64 | blockSize u32
  *       | node name | target name | volume name        (name = u16 length + UTF-8, at most 255 bytes)
+ *       | currentGen u64 | bitmapGen u64 | disk u8 | flags u8           (since version 2)
  * </pre>
  *
  * {@code target} is the node the sender believes it is talking to, so a link plugged into the wrong
- * host is refused by both ends.
+ * host is refused by both ends. The generation identifiers and the copy's state ({@code disk}: 0 unknown,
+ * 1 consistent, 2 inconsistent; flag 1: the sender's metadata was not closed cleanly) let the primary
+ * choose between a resync from its dirty map and a hash compare, and detect a split brain.
  */
 public record Hello(int magic, int versionMin, int versionMax, int role, long size, int blockSize, String node,
-    String target, String volume)
+    String target, String volume, long currentGen, long bitmapGen, int disk, int flags)
 {
+    /** Flag: the sender's metadata was not closed cleanly (it crashed or was killed). */
+    public static final int FLAG_UNCLEAN = 1;
+
+    public Hello(final int magic, final int versionMin, final int versionMax, final int role, final long size,
+        final int blockSize, final String node, final String target, final String volume)
+    {
+        this(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, 0, 0, 0, 0);
+    }
+
     public static Hello of(final int role, final long size, final int blockSize, final String node,
         final String target, final String volume)
     {
         return new Hello(WireProtocol.MAGIC, WireProtocol.VERSION_MIN, WireProtocol.VERSION_MAX, role, size,
             blockSize, node, target, volume);
+    }
+
+    /** This hello with the sender's generation identifiers and copy state. */
+    public Hello withGenerations(final long current, final long bitmap, final int diskState, final int helloFlags)
+    {
+        return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, current, bitmap,
+            diskState, helloFlags);
     }
 
     public void encode(final ByteBuf buf, final int type, final CRC32C crc)
@@ -39,6 +58,10 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
         WireProtocol.writeName(buf, node);
         WireProtocol.writeName(buf, target);
         WireProtocol.writeName(buf, volume);
+        buf.writeLong(currentGen);
+        buf.writeLong(bitmapGen);
+        buf.writeByte(disk);
+        buf.writeByte(flags);
         WireProtocol.endFrame(buf, start, crc);
     }
 
@@ -64,7 +87,13 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
         final String node = WireProtocol.readName(body, "handshake node");
         final String target = WireProtocol.readName(body, "handshake target");
         final String volume = WireProtocol.readName(body, "handshake volume");
-        return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume);
+        if (body.readableBytes() < 18)
+        {
+            // a version-1 peer: no generations (its version is refused by mismatch())
+            return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume);
+        }
+        return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, body.readLong(),
+            body.readLong(), body.readUnsignedByte(), body.readUnsignedByte());
     }
 
     /** The highest version both sides speak, or -1. */

@@ -19,13 +19,15 @@ import java.util.zip.CRC32C;
  * </pre>
  *
  * Version history: 1 — first version (handshake, hashes for compare, data/zero blocks, acks, heartbeats;
- * FLUSH/FLUSHED were added during v1 development, before any release).
+ * FLUSH/FLUSHED were added during v1 development, before any release); 2 — generation identifiers, copy
+ * state and a clean flag in HELLO/HELLO_OK, the primary's current generation in SYNC_DONE, so a reconnect
+ * resyncs from the dirty map instead of comparing the whole volume.
  */
 public final class WireProtocol
 {
     public static final int MAGIC = 0x444F504C; // "DOPL"
-    public static final int VERSION_MIN = 1;
-    public static final int VERSION_MAX = 1;
+    public static final int VERSION_MIN = 2;
+    public static final int VERSION_MAX = 2;
 
     public static final int LENGTH_FIELD_BYTES = 4;
     public static final int CHECKSUM_BYTES = 4;

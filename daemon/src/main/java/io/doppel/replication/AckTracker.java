@@ -112,6 +112,15 @@ public final class AckTracker
         sent(durable, seq, lsn);
     }
 
+    /** The highest lsn the standby is known to hold together with every write before it. */
+    long receivedLsn()
+    {
+        synchronized (lock)
+        {
+            return received.doneLsn;
+        }
+    }
+
     /** The standby applied every frame up to {@code seq}. */
     void onAcked(final long seq)
     {

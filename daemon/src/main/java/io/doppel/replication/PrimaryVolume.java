@@ -32,6 +32,8 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         this.state = state;
         this.log = log;
         state.sources(this::dirtyBytes, this::logBytes, acks::degraded);
+        state.inFlightSource(() -> metadata.dirtyMap().inFlightBlocks() * config.blockSize());
+        state.generationSource(metadata::currentGen);
     }
 
     @Override

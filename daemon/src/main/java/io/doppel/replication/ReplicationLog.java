@@ -1,6 +1,8 @@
 package io.doppel.replication;
 
+import io.doppel.storage.ActivityLog;
 import io.doppel.storage.DirtyMap;
+import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
@@ -29,7 +31,10 @@ public final class ReplicationLog
     private static final int MAX_RECORDS = 1 << 16;
 
     private final Volume volume;
+    private final MetadataFile metadata;
     private final DirtyMap dirtyMap;
+    private final ActivityLog activityLog;
+    private final ActivityLog.Eviction eviction = this::forgetExtent;
     private final ByteBufAllocator alloc;
     private final long capacityBytes;
     private final VolumeState state;
@@ -51,13 +56,15 @@ public final class ReplicationLog
     private long lastLoggedLsn;
     private boolean woken;
 
-    public ReplicationLog(final Volume volume, final DirtyMap dirtyMap, final ByteBufAllocator alloc,
+    public ReplicationLog(final Volume volume, final MetadataFile metadata, final ByteBufAllocator alloc,
         final long capacityBytes, final VolumeState state, final AckTracker acks)
     {
         this.acks = acks;
         acks.onFlushWanted(this::wake);
         this.volume = volume;
-        this.dirtyMap = dirtyMap;
+        this.metadata = metadata;
+        this.dirtyMap = metadata.dirtyMap();
+        this.activityLog = metadata.activityLog();
         this.alloc = alloc;
         this.capacityBytes = capacityBytes;
         this.state = state;
@@ -81,6 +88,7 @@ public final class ReplicationLog
             {
                 record.writeBytes(src.duplicate());
             }
+            beforeWrite(offset, length);
             boolean written = false;
             try
             {
@@ -134,6 +142,7 @@ public final class ReplicationLog
         lock.lock();
         try
         {
+            beforeWrite(offset, length);
             boolean written = false;
             try
             {
@@ -162,6 +171,53 @@ public final class ReplicationLog
                 return writes;
             }
             return 0;
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * What must be on disk before a write may change the image: its extents in the activity log (a
+     * machine crash must not hide it), a new data generation when the standby is not following, and its
+     * dirty bits (a killed process must not hide it; marked again after the write for the drainer).
+     * Caller holds the lock.
+     */
+    private void beforeWrite(final long offset, final long length)
+    {
+        if (!logging)
+        {
+            metadata.startTracking();
+        }
+        activityLog.beforeWrite(offset, length, writes + 1, acks.receivedLsn(), eviction);
+        dirtyMap.markBytes(offset, length);
+    }
+
+    /**
+     * The activity log needs a slot and no extent is fully acknowledged: make the oldest one's blocks
+     * dirty, durably, before it is dropped from the log. Its unacknowledged records may already be
+     * claimed, so this leaves streaming (a record-less dirty bit would break the log's invariant).
+     */
+    private void forgetExtent(final long extent)
+    {
+        overflow();
+        final long start = extent * activityLog.extentBytes();
+        final long end = Math.min(volume.size(), start + activityLog.extentBytes());
+        if (start < end)
+        {
+            dirtyMap.markBytes(start, end - start);
+        }
+        metadata.flush();
+    }
+
+    /** The recovery resync after a crash covered the extents the activity log listed. */
+    public void releaseRecoveredExtents()
+    {
+        lock.lock();
+        try
+        {
+            activityLog.releaseRecovered();
         }
         finally
         {
@@ -246,7 +302,7 @@ public final class ReplicationLog
             final long bytes = record == null ? 0 : length;
             queuedBytes -= bytes;
             inHandBytes = bytes;
-            dirtyMap.clearBytes(offset, length);
+            dirtyMap.claimBytes(offset, length);
             where[0] = offset;
             where[1] = length;
             where[2] = lsns[(head - 1) & (MAX_RECORDS - 1)];
@@ -288,18 +344,22 @@ public final class ReplicationLog
         }
     }
 
-    /** Starts logging if, and only if, nothing is dirty: the switch from catch-up to streaming. */
-    public boolean startLogging()
+    /**
+     * Starts logging if, and only if, nothing is dirty: the switch from catch-up to streaming. Returns
+     * the lsn of the last write before logging began (the standby holds all of them once it has applied
+     * what was claimed so far), or -1 when something is dirty.
+     */
+    public long startLogging()
     {
         lock.lock();
         try
         {
             if (dirtyMap.dirtyBlocks() != 0)
             {
-                return false;
+                return -1;
             }
             logging = true;
-            return true;
+            return writes;
         }
         finally
         {

@@ -13,6 +13,7 @@ import io.doppel.pipeline.BlockEncoder;
 import io.doppel.pipeline.BlockHash;
 import io.doppel.storage.DirtyMap;
 import io.doppel.storage.Volume;
+import io.doppel.storage.MetadataFile;
 import io.doppel.storage.ZeroBlocks;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
@@ -49,6 +50,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     static final long MIN_BACKOFF_MS = 100;
     static final long MAX_BACKOFF_MS = 5_000;
     static final long REJECTED_BACKOFF_MS = 10_000;
+    static final long EPOCH_NANOS = TimeUnit.MILLISECONDS.toNanos(200);
+    /** An epoch ends after this many claimed bytes (or EPOCH_NANOS): it bounds what a link drop sends again. */
+    static final long EPOCH_BYTES = 4L << 20;
 
     private final PrimaryVolume primary;
     private final Volume volume;
@@ -83,6 +87,19 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private long seq;
     private int unflushed;
     private long syncDoneSeq = -1;
+    /** The standby's handshake on the current link: its generation and copy state. */
+    private Hello peerHello;
+    /** Epoch bookkeeping (see DirtyMap): the previous epoch settles once the standby acked its last frame. */
+    private boolean previousEpochBusy;
+    private int previousEpoch;
+    private long previousEpochEndSeq;
+    private long epochStartNanos;
+    private long epochBytes;
+    private boolean recoveredExtentsPending = true;
+    /** Whether shipped dirty runs count as sync progress (a resync from the dirty map). */
+    private boolean countProgress;
+    /** A split brain was found: /status keeps saying so until an operator restarts one side. */
+    private boolean splitBrainSeen;
     private long flushRequestedLsn;
     private long lastSentLsn;
 
@@ -118,7 +135,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         String lastProblem = "";
         while (running)
         {
-            state.replication(VolumeState.Replication.CONNECTING);
+            state.replication(splitBrainSeen ? VolumeState.Replication.SPLIT_BRAIN : VolumeState.Replication.CONNECTING);
             long wait = backoff;
             try
             {
@@ -216,8 +233,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
 
     private void handshake() throws LinkDownException, PeerRejectedException, InterruptedException
     {
+        final MetadataFile meta = primary.metadata();
         final Hello mine = Hello.of(WireProtocol.ROLE_PRIMARY, volume.size(), blockSize, node.name(), peer.name(),
-            primary.name());
+            primary.name()).withGenerations(meta.currentGen(), meta.bitmapGen(), meta.disk().ordinal(),
+            meta.machineCrash() ? Hello.FLAG_UNCLEAN : 0);
         final ByteBuf buf = alloc.buffer();
         mine.encode(buf, WireProtocol.TYPE_HELLO, crc);
         channel.writeAndFlush(buf);
@@ -232,19 +251,136 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             channel.writeAndFlush(reject);
             throw new PeerRejectedException(why);
         }
+        final String splitBrain = splitBrain(reply);
+        if (splitBrain != null)
+        {
+            splitBrainSeen = true;
+            state.replication(VolumeState.Replication.SPLIT_BRAIN);
+            final ByteBuf reject = alloc.buffer();
+            Hello.encodeReject(reject, splitBrain, crc);
+            channel.writeAndFlush(reject);
+            throw new PeerRejectedException(splitBrain);
+        }
+        peerHello = reply;
         state.connected(true);
         state.connects.incrementAndGet();
         Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
             + transport.name() + ")");
     }
 
-    /** Compares every block's hash with the standby's and sends the ones that differ, then drains the dirty map. */
+    /**
+     * Why the standby's history and ours both moved on since they last agreed (each side wrote as
+     * primary), or null. Nothing is overwritten then: the link is refused until an operator decides.
+     */
+    private String splitBrain(final Hello reply)
+    {
+        final MetadataFile meta = primary.metadata();
+        if (reply.bitmapGen() != 0 && !meta.knows(reply.currentGen()))
+        {
+            return "split brain on volume " + primary.name() + ": " + peer.name() + " took writes as primary (its data"
+                + " generation " + Long.toHexString(reply.currentGen()) + " is unknown here) while " + node.name()
+                + " did too (generation " + Long.toHexString(meta.currentGen()) + "); not resyncing. Pick the side"
+                + " to keep, and on the other move the metadata file away before restarting it";
+        }
+        return null;
+    }
+
+    /**
+     * Whether the dirty map alone holds everything the standby lacks: it holds our current generation, or
+     * the one our dirty map has been tracking from, and it does not doubt its own copy.
+     */
+    private boolean dirtyMapSuffices(final Hello reply)
+    {
+        final MetadataFile meta = primary.metadata();
+        return reply.disk() != MetadataFile.Disk.UNKNOWN.ordinal()
+            && (reply.flags() & Hello.FLAG_UNCLEAN) == 0
+            && reply.currentGen() != 0
+            && (reply.currentGen() == meta.currentGen() || reply.currentGen() == meta.bitmapGen())
+            && !meta.activityLog().damaged();
+    }
+
     private void synchronize() throws LinkDownException, InterruptedException
     {
         log.stopLogging();
         state.replication(VolumeState.Replication.SYNCING);
         state.disk(VolumeState.Disk.SYNCING);
-        sendControl(WireProtocol.TYPE_SYNC_BEGIN);
+        if (dirtyMapSuffices(peerHello))
+        {
+            resyncFromDirtyMap();
+        }
+        else
+        {
+            Log.info(component, "standby " + peer.name() + " holds generation " + Long.toHexString(peerHello.currentGen())
+                + ((peerHello.flags() & Hello.FLAG_UNCLEAN) != 0 ? " and was not shut down cleanly" : "")
+                + "; the dirty map does not cover it: comparing the whole volume by hash");
+            compareAll();
+        }
+    }
+
+    /** Resync of what the dirty map (and, after a crash, the activity log) says may differ. */
+    private void resyncFromDirtyMap() throws LinkDownException, InterruptedException
+    {
+        final long startNanos = System.nanoTime();
+        final long sentBefore = state.bytesSent();
+        state.syncStarted("dirty-map");
+        sendSyncBegin(false);
+        final long[] extents = recoveredExtentsPending ? primary.metadata().activityLog().recoveredExtents() : new long[0];
+        state.syncTotalBytes.set(dirtyMap.dirtyBlocks() * blockSize + extents.length * primary.metadata().activityLog().extentBytes());
+        state.syncedBytes.set(0);
+        Log.info(component, "resync from the dirty map: " + dirtyMap.dirtyBlocks() + " dirty block(s)"
+            + (extents.length > 0 ? " and " + extents.length + " activity-log extent(s) to compare after a crash" : ""));
+        countProgress = true;
+        try
+        {
+            if (extents.length > 0)
+            {
+                compareExtents(extents);
+            }
+            catchUp();
+        }
+        finally
+        {
+            countProgress = false;
+        }
+        Log.info(component, String.format("resync done in %.1f s: %d bytes sent", (System.nanoTime() - startNanos) / 1e9,
+            state.bytesSent() - sentBefore));
+    }
+
+    /** Compares the blocks of the given activity-log extents by hash; marks those that differ. */
+    private void compareExtents(final long[] extents) throws LinkDownException, InterruptedException
+    {
+        final long extentBlocks = primary.metadata().activityLog().extentBytes() / blockSize;
+        final long blocks = dirtyMap.blockCount();
+        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
+        java.util.Arrays.sort(extents);
+        for (final long extent : extents)
+        {
+            final long first = extent * extentBlocks;
+            final long end = Math.min(blocks, first + extentBlocks);
+            for (long start = first; start < end; start += WireProtocol.MAX_HASHES_PER_LIST)
+            {
+                final int count = (int)Math.min(WireProtocol.MAX_HASHES_PER_LIST, end - start);
+                requestHashes(start, count);
+                flush();
+                final ByteBuf list = link.awaitHashList();
+                try
+                {
+                    markDiffering(list, start, count, zeroHash);
+                }
+                finally
+                {
+                    list.release();
+                }
+                shipDirty(start, start + count);
+            }
+        }
+    }
+
+    /** Compares every block's hash with the standby's and sends the ones that differ, then drains the dirty map. */
+    private void compareAll() throws LinkDownException, InterruptedException
+    {
+        state.syncStarted("full-compare");
+        sendSyncBegin(true);
         final long startNanos = System.nanoTime();
         final long sentBefore = state.bytesSent();
         final long blocks = dirtyMap.blockCount();
@@ -329,6 +465,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     /** Ships dirty blocks until none is left, then starts streaming the log (atomically with the check). */
     private void catchUp() throws LinkDownException
     {
+        long lastUnlogged;
         do
         {
             if (!running || link.isClosed())
@@ -337,10 +474,58 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             shipDirty(0, dirtyMap.blockCount());
         }
-        while (!log.startLogging());
-        syncDoneSeq = sendControl(WireProtocol.TYPE_SYNC_DONE);
+        while ((lastUnlogged = log.startLogging()) < 0);
+        syncDoneSeq = sendSyncDone();
+        // Once SYNC_DONE is applied, the standby holds every write made before logging began.
+        acks.onSent(syncDoneSeq, lastUnlogged);
         flush();
         state.replication(VolumeState.Replication.STREAMING);
+    }
+
+    /** SYNC_BEGIN: seq u64 | full u8 (1: a whole-volume compare, so the copy's generation is void until done). */
+    private void sendSyncBegin(final boolean full) throws LinkDownException
+    {
+        final long mySeq = ++seq;
+        final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 9);
+        final int frame = WireProtocol.beginFrame(buf, WireProtocol.TYPE_SYNC_BEGIN);
+        buf.writeLong(mySeq);
+        buf.writeByte(full ? 1 : 0);
+        WireProtocol.endFrame(buf, frame, crc);
+        send(buf);
+    }
+
+    /** SYNC_DONE: seq u64 | the primary's current generation u64, which the standby adopts. */
+    private long sendSyncDone() throws LinkDownException
+    {
+        final long mySeq = ++seq;
+        final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 16);
+        final int frame = WireProtocol.beginFrame(buf, WireProtocol.TYPE_SYNC_DONE);
+        buf.writeLong(mySeq);
+        buf.writeLong(primary.metadata().currentGen());
+        WireProtocol.endFrame(buf, frame, crc);
+        send(buf);
+        return mySeq;
+    }
+
+    /**
+     * Settles the previous in-flight epoch once the standby acknowledged its last frame, and starts a new
+     * epoch every so often, so a crash or a link drop re-sends only what was recently in flight.
+     */
+    private void maintainEpochs()
+    {
+        if (previousEpochBusy && state.ackedSeq() >= previousEpochEndSeq)
+        {
+            dirtyMap.settleEpoch(previousEpoch);
+            previousEpochBusy = false;
+        }
+        if (!previousEpochBusy && (epochBytes >= EPOCH_BYTES || System.nanoTime() - epochStartNanos > EPOCH_NANOS))
+        {
+            epochBytes = 0;
+            previousEpoch = dirtyMap.switchEpoch();
+            previousEpochEndSeq = seq;
+            previousEpochBusy = true;
+            epochStartNanos = System.nanoTime();
+        }
     }
 
     private void stream() throws LinkDownException, InterruptedException
@@ -351,8 +536,15 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             {
                 throw new LinkDownException(link.closeReason());
             }
+            maintainEpochs();
             if (state.disk() != VolumeState.Disk.UP_TO_DATE && state.ackedSeq() >= syncDoneSeq)
             {
+                primary.metadata().peerInSync();
+                if (recoveredExtentsPending)
+                {
+                    log.releaseRecoveredExtents();
+                    recoveredExtentsPending = false;
+                }
                 state.disk(VolumeState.Disk.UP_TO_DATE);
                 Log.info(component, "standby " + peer.name() + " is up to date; streaming");
             }
@@ -379,6 +571,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                     }
                     log.sent();
                 }
+                epochBytes += recordWhere[1];
                 lastSentLsn = recordWhere[2];
                 acks.onSent(seq, lastSentLsn);
                 requestFlushIfWanted();
@@ -386,6 +579,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             requestFlushIfWanted();
             flush();
+            if (state.ackedSeq() >= seq && dirtyMap.inFlightBlocks() > 0)
+            {
+                // Idle and every frame acknowledged: nothing is in flight any more (a clean stop stays clean).
+                dirtyMap.settleEpoch(0);
+                dirtyMap.settleEpoch(1);
+                previousEpochBusy = false;
+            }
             if (!log.isLogging())
             {
                 Log.warn(component, "replication log overflowed (more than "
@@ -393,7 +593,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                     + " inconsistent until done");
                 state.replication(VolumeState.Replication.BEHIND);
                 state.disk(VolumeState.Disk.SYNCING);
-                sendControl(WireProtocol.TYPE_SYNC_BEGIN);
+                sendSyncBegin(false);
                 catchUp();
             }
         }
@@ -414,6 +614,12 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final long end = Math.min(volume.size(), (start + runLength[0]) * blockSize);
             shipVolumeRange(offset, end - offset);
             block = start + runLength[0];
+            epochBytes += end - offset;
+            if (countProgress)
+            {
+                state.syncedBytes.addAndGet(end - offset);
+            }
+            maintainEpochs();
         }
     }
 
@@ -578,6 +784,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void disconnect()
     {
         log.stopLogging();
+        // Whatever the standby did not acknowledge must be sent again on the next link.
+        dirtyMap.returnInFlight();
+        previousEpochBusy = false;
         state.connected(false);
         if (state.disk() == VolumeState.Disk.UP_TO_DATE)
         {

@@ -7,6 +7,7 @@ import io.doppel.net.ProtocolException;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockApplier;
 import io.doppel.pipeline.BlockHash;
+import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 import io.doppel.storage.ZeroBlocks;
 import io.netty.buffer.ByteBuf;
@@ -123,16 +124,22 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                 onHashRequest(ctx, frame);
                 break;
             case WireProtocol.TYPE_SYNC_BEGIN:
-                WireProtocol.requireBody(frame, 8, type);
+                WireProtocol.requireBody(frame, 9, type);
                 appliedSeq = frame.readLong();
+                final boolean full = frame.readUnsignedByte() == 1;
+                // Durable before any block of the sync lands: a crash from here on leaves a copy that
+                // says it is inconsistent (and, for a whole-volume compare, holds no known generation).
+                standby.metadata().copyState(full ? 0 : standby.metadata().currentGen(), MetadataFile.Disk.INCONSISTENT);
                 standby.state().replication(VolumeState.Replication.SYNCING);
                 standby.state().disk(VolumeState.Disk.SYNCING);
                 Log.info(component, "sync from primary begins; this copy is inconsistent until it ends");
                 break;
             case WireProtocol.TYPE_SYNC_DONE:
-                WireProtocol.requireBody(frame, 8, type);
+                WireProtocol.requireBody(frame, 16, type);
                 appliedSeq = frame.readLong();
+                final long gen = frame.readLong();
                 standby.volume().flush();
+                standby.syncCompleted(gen);
                 standby.state().replication(VolumeState.Replication.STREAMING);
                 standby.state().disk(VolumeState.Disk.UP_TO_DATE);
                 Log.info(component, "sync done, copy flushed and up to date; streaming");
@@ -149,7 +156,12 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                 break;
             case WireProtocol.TYPE_REJECT:
                 failed = true;
-                Log.error(component, "primary refused this standby: " + Hello.decodeReject(frame));
+                final String why = Hello.decodeReject(frame);
+                Log.error(component, "primary refused this standby: " + why);
+                if (why.startsWith("split brain"))
+                {
+                    standby.state().replication(VolumeState.Replication.SPLIT_BRAIN);
+                }
                 ctx.close();
                 break;
             default:
@@ -185,8 +197,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         applier = new BlockApplier(target.volume());
         target.attach(ctx.channel());
         final ByteBuf ok = ctx.alloc().buffer();
+        final MetadataFile meta = target.metadata();
         Hello.of(WireProtocol.ROLE_STANDBY, target.volume().size(), target.config().blockSize(), nodeName,
-            hello.node(), hello.volume()).encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
+            hello.node(), hello.volume()).withGenerations(meta.currentGen(), meta.bitmapGen(), meta.disk().ordinal(),
+            target.doubtful() ? Hello.FLAG_UNCLEAN : 0).encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
         ctx.writeAndFlush(ok);
         Log.info(component, "accepted link from primary " + hello.node() + " at " + ctx.channel().remoteAddress());
     }

@@ -22,6 +22,7 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     private final MetadataFile metadata;
     private final VolumeState state;
     private final AtomicReference<Channel> link = new AtomicReference<>();
+    private boolean doubtful;
 
     public StandbyVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
         final VolumeState state)
@@ -30,7 +31,10 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         this.volume = volume;
         this.metadata = metadata;
         this.state = state;
+        this.doubtful = metadata.machineCrash();
         state.replication(VolumeState.Replication.CONNECTING);
+        state.disk(diskState(metadata.disk()));
+        state.generationSource(metadata::currentGen);
     }
 
     @Override
@@ -47,6 +51,26 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     public Volume volume()
     {
         return volume;
+    }
+
+    public MetadataFile metadata()
+    {
+        return metadata;
+    }
+
+    /**
+     * Whether this copy may be behind what its metadata claims: the daemon died without closing it, so
+     * writes applied in its last second may not have reached the disk. Cleared by a completed sync.
+     */
+    synchronized boolean doubtful()
+    {
+        return doubtful;
+    }
+
+    synchronized void syncCompleted(final long gen)
+    {
+        metadata.copyState(gen, MetadataFile.Disk.CONSISTENT);
+        doubtful = false;
     }
 
     @Override
@@ -127,8 +151,21 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         if (link.compareAndSet(channel, null))
         {
             state.connected(false);
-            state.replication(VolumeState.Replication.CONNECTING);
+            if (state.replication() != VolumeState.Replication.SPLIT_BRAIN)
+            {
+                state.replication(VolumeState.Replication.CONNECTING);
+            }
             linkLost();
+        }
+    }
+
+    static VolumeState.Disk diskState(final MetadataFile.Disk disk)
+    {
+        switch (disk)
+        {
+            case CONSISTENT: return VolumeState.Disk.OUTDATED; // consistent, but the primary may have moved on
+            case INCONSISTENT: return VolumeState.Disk.INCONSISTENT;
+            default: return VolumeState.Disk.UNKNOWN;
         }
     }
 

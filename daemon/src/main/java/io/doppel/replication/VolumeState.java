@@ -14,11 +14,11 @@ public final class VolumeState
     /** Values of {@code replication} in /status. */
     public enum Replication
     {
-        CONNECTING, SYNCING, STREAMING, BEHIND, PAUSED, STANDALONE;
+        CONNECTING, SYNCING, STREAMING, BEHIND, PAUSED, STANDALONE, SPLIT_BRAIN;
 
         public String wireName()
         {
-            return name().toLowerCase(java.util.Locale.ROOT);
+            return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
         }
     }
 
@@ -42,6 +42,10 @@ public final class VolumeState
     private volatile LongSupplier dirtyBytes = () -> 0;
     private volatile LongSupplier logBytes = () -> 0;
     private volatile LongSupplier degradedAcks = () -> 0;
+    private volatile LongSupplier inFlightBytes = () -> 0;
+    private volatile String syncKind = "none";
+    private volatile long syncStartBytesSent;
+    private volatile LongSupplier generation = () -> 0;
 
     final AtomicLong bytesSent = new AtomicLong();
     final AtomicLong bytesReceived = new AtomicLong();
@@ -118,6 +122,49 @@ public final class VolumeState
         dirtyBytes = dirty;
         logBytes = log;
         degradedAcks = degraded;
+    }
+
+    void inFlightSource(final LongSupplier inFlight)
+    {
+        inFlightBytes = inFlight;
+    }
+
+    /** Bytes claimed for the standby and not yet acknowledged by it (whole blocks). */
+    public long inFlightBytes()
+    {
+        return inFlightBytes.getAsLong();
+    }
+
+    /** A sync starts: {@code kind} is "dirty-map" or "full-compare". */
+    void syncStarted(final String kind)
+    {
+        syncKind = kind;
+        syncStartBytesSent = bytesSent.get();
+    }
+
+    /** The kind of the current or last sync: "dirty-map", "full-compare", or "none" yet. */
+    public String syncKind()
+    {
+        return syncKind;
+    }
+
+    /** Bytes sent since the current or last sync began (its frames and everything streamed after). */
+    public long syncBytesSent()
+    {
+        return syncKind.equals("none") ? 0 : bytesSent.get() - syncStartBytesSent;
+    }
+
+    /** This copy's data generation (hex), as its metadata records it. */
+    public String generation()
+    {
+        final long g = generation.getAsLong();
+        return g == 0 ? "" : String.format("%016x", g);
+    }
+
+    /** Where the volume's current generation is read from (its metadata). */
+    public void generationSource(final LongSupplier source)
+    {
+        generation = source;
     }
 
     /** Writes acknowledged without the standby's answer, against the volume's ack level. */

@@ -74,8 +74,14 @@ class HelloTest
         });
         assertThat(decoded).isEqualTo(hello);
 
-        final Hello reply = Hello.of(ROLE_STANDBY, SIZE, BLOCK, "beta", "alpha", "vm1");
-        assertThat(throughDecoder(reply, WireProtocol.TYPE_HELLO_OK, Hello::decode)).isEqualTo(reply);
+        final Hello reply = Hello.of(ROLE_STANDBY, SIZE, BLOCK, "beta", "alpha", "vm1")
+            .withGenerations(0x1234_5678_9abc_def0L, -1L, 2, Hello.FLAG_UNCLEAN);
+        final Hello back = throughDecoder(reply, WireProtocol.TYPE_HELLO_OK, Hello::decode);
+        assertThat(back).isEqualTo(reply);
+        assertThat(back.currentGen()).isEqualTo(0x1234_5678_9abc_def0L);
+        assertThat(back.bitmapGen()).isEqualTo(-1L);
+        assertThat(back.disk()).isEqualTo(2);
+        assertThat(back.flags()).isEqualTo(Hello.FLAG_UNCLEAN);
     }
 
     @Test
@@ -110,7 +116,7 @@ class HelloTest
     void matchingHelloIsAccepted()
     {
         assertThat(fromAlpha().mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).isNull();
-        assertThat(fromAlpha().agreedVersion()).isEqualTo(1);
+        assertThat(fromAlpha().agreedVersion()).isEqualTo(2);
     }
 
     @Test
@@ -166,14 +172,17 @@ class HelloTest
         final Hello v7 = new Hello(WireProtocol.MAGIC, 7, 7, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
         assertThat(v7.agreedVersion()).isEqualTo(-1);
         assertThat(v7.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK))
-            .isEqualTo("protocol version 7 not supported: this node speaks 1");
+            .isEqualTo("protocol version 7 not supported: this node speaks 2");
 
-        final Hello range = new Hello(WireProtocol.MAGIC, 2, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
-        assertThat(range.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).contains("protocol version 2..5");
+        final Hello range = new Hello(WireProtocol.MAGIC, 3, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
+        assertThat(range.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).contains("protocol version 3..5");
+        final Hello v1 = new Hello(WireProtocol.MAGIC, 1, 1, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
+        assertThat(v1.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK))
+            .isEqualTo("protocol version 1 not supported: this node speaks 2");
 
         // a peer that also speaks newer versions agrees on ours
         final Hello wide = new Hello(WireProtocol.MAGIC, 1, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
-        assertThat(wide.agreedVersion()).isEqualTo(1);
+        assertThat(wide.agreedVersion()).isEqualTo(2);
         assertThat(wide.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).isNull();
 
         // the version is checked first: everything else may be wrong too
@@ -215,7 +224,7 @@ class HelloTest
         try
         {
             // every cut inside the names fails cleanly, never with an index exception
-            for (int keep = 24; keep < bodyLength; keep++)
+            for (int keep = 24; keep < bodyLength - 18; keep++) // the last 18 bytes: generations
             {
                 final ByteBuf body = whole.slice(WireProtocol.HEADER_BYTES, keep);
                 final int kept = keep;

@@ -28,6 +28,13 @@ public final class TestCluster
     public String alphaNbd;
     /** When set, the {@code nbd} address of vm1 on beta (its read-only standby export). */
     public String betaNbd;
+    /** Roles of vm1 (a split-brain test makes both primary). */
+    public String alphaRole = "primary";
+    public String betaRole = "standby";
+    /** Where alpha connects to beta: beta's listen port, or a proxy in between. */
+    public int alphaPeerPort;
+    /** vm1's {@code ack} level (null: the default). */
+    public String ack;
 
     public TestCluster(final Path dir, final long size) throws IOException
     {
@@ -39,6 +46,7 @@ public final class TestCluster
         alphaAdmin = ports[1];
         betaListen = ports[2];
         betaAdmin = ports[3];
+        alphaPeerPort = betaListen;
         Files.createDirectories(dir.resolve("alpha"));
         Files.createDirectories(dir.resolve("beta"));
         alphaImage = dir.resolve("alpha/vm1.img");
@@ -47,12 +55,12 @@ public final class TestCluster
 
     public Path alphaConfig() throws IOException
     {
-        return write("alpha", alphaListen, alphaAdmin, "beta", betaListen, alphaImage, "primary", size, alphaNbd);
+        return write("alpha", alphaListen, alphaAdmin, "beta", alphaPeerPort, alphaImage, alphaRole, size, alphaNbd);
     }
 
     public Path betaConfig() throws IOException
     {
-        return write("beta", betaListen, betaAdmin, "alpha", alphaListen, betaImage, "standby", betaSize, betaNbd);
+        return write("beta", betaListen, betaAdmin, "alpha", alphaListen, betaImage, betaRole, betaSize, betaNbd);
     }
 
     private Path write(final String node, final int listen, final int admin, final String peer, final int peerPort,
@@ -80,6 +88,7 @@ public final class TestCluster
             "block-size = \"" + blockSize + "\"",
             "compression = \"" + compression + "\"",
             "replication-log-size = \"" + logSize + "\"",
+            ack == null ? "" : "ack = \"" + ack + "\"",
             nbd == null ? "" : "nbd = \"" + nbd + "\"\n");
         final Path file = dir.resolve(node + ".toml");
         Files.writeString(file, toml);

@@ -1,25 +1,18 @@
 package io.doppel.replication;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import io.doppel.daemon.DaemonMain;
 import io.doppel.tools.MixedImage;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.File;
 import java.io.IOException;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 
@@ -33,17 +26,20 @@ import static org.assertj.core.api.Assertions.assertThat;
 class TwoDaemonProcessesTest
 {
     private static final long SIZE = 256L << 20;
-    private static final ObjectMapper JSON = new ObjectMapper();
-    private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
-    private final List<Process> processes = new ArrayList<>();
-
     @TempDir
     Path dir;
+    private DaemonProcesses daemons;
+
+    @BeforeEach
+    void daemons()
+    {
+        daemons = new DaemonProcesses(dir);
+    }
 
     @AfterEach
     void killAll()
     {
-        processes.forEach(Process::destroyForcibly);
+        daemons.close();
     }
 
     @Test
@@ -129,55 +125,12 @@ class TwoDaemonProcessesTest
 
     private Process start(final Path config, final String name) throws IOException
     {
-        final String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        final ProcessBuilder pb = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "-Xmx512m",
-            "-cp", System.getProperty("java.class.path"), DaemonMain.class.getName(), "--config", config.toString())
-            .redirectErrorStream(true)
-            .redirectOutput(dir.resolve(name + ".log").toFile());
-        final Process p = pb.start();
-        processes.add(p);
-        return p;
+        return daemons.start(config, name);
     }
 
-    /** Polls a daemon's /status until its first volume satisfies {@code done}; returns that volume's JSON. */
     private JsonNode awaitStatus(final int adminPort, final Predicate<JsonNode> done, final int seconds)
         throws Exception
     {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        JsonNode last = null;
-        while (System.nanoTime() < deadline)
-        {
-            try
-            {
-                final HttpResponse<String> r = http.send(HttpRequest.newBuilder(
-                    URI.create("http://127.0.0.1:" + adminPort + "/status")).timeout(Duration.ofSeconds(5)).build(),
-                    HttpResponse.BodyHandlers.ofString());
-                last = JSON.readTree(r.body()).path("volumes").path(0);
-                if (done.test(last))
-                {
-                    return last;
-                }
-            }
-            catch (final IOException e)
-            {
-                // not listening yet
-            }
-            Thread.sleep(200);
-        }
-        throw new AssertionError("status on admin port " + adminPort + " never reached the wanted state in "
-            + seconds + " s; last: " + last + "\nlogs:\n" + logs());
-    }
-
-    private String logs() throws IOException
-    {
-        final StringBuilder sb = new StringBuilder();
-        try (var files = Files.list(dir))
-        {
-            for (final Path p : (Iterable<Path>)files.filter(f -> f.toString().endsWith(".log"))::iterator)
-            {
-                sb.append("--- ").append(p.getFileName()).append('\n').append(Files.readString(p));
-            }
-        }
-        return sb.toString();
+        return daemons.awaitStatus(adminPort, done, seconds);
     }
 }

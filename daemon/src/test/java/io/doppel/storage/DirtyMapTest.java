@@ -59,14 +59,14 @@ class DirtyMapTest
     void constructionChecksTheBuffer()
     {
         assertThat(DirtyMap.bytesFor(0)).isZero();
-        assertThat(DirtyMap.bytesFor(1)).isEqualTo(8);
-        assertThat(DirtyMap.bytesFor(64)).isEqualTo(8);
-        assertThat(DirtyMap.bytesFor(65)).isEqualTo(16);
+        assertThat(DirtyMap.bytesFor(1)).isEqualTo(32);
+        assertThat(DirtyMap.bytesFor(64)).isEqualTo(32);
+        assertThat(DirtyMap.bytesFor(65)).isEqualTo(64);
         assertThatThrownBy(() -> new DirtyMap(ByteBuffer.allocate(64), 0, 64, BLOCK))
             .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("direct");
         assertThatThrownBy(() -> new DirtyMap(ByteBuffer.allocateDirect(64), 4, 64, BLOCK))
             .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("aligned");
-        assertThatThrownBy(() -> new DirtyMap(ByteBuffer.allocateDirect(16), 8, 65, BLOCK))
+        assertThatThrownBy(() -> new DirtyMap(ByteBuffer.allocateDirect(64), 8, 65, BLOCK))
             .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("65 blocks");
         final DirtyMap map = newMap(100);
         assertThat(map.blockCount()).isEqualTo(100);
@@ -88,6 +88,49 @@ class DirtyMapTest
         assertThat(second.isDirty(80)).isFalse();
         // the 8 bytes before baseIndex are untouched
         assertThat(bits.getLong(0)).isZero();
+    }
+
+    // ------------------------------------------------------------------ in flight
+
+    @Test
+    void claimedBlocksStayInFlightUntilTheirEpochIsSettled()
+    {
+        final DirtyMap map = newMap(300);
+        final int[] run = new int[1];
+        map.markBlocks(10, 20);
+        assertThat(map.claimRun(0, NO_LIMIT, 1000, run)).isEqualTo(10);
+        assertThat(map.dirtyBlocks()).isZero();
+        assertThat(map.inFlightBlocks()).isEqualTo(10);
+        final int first = map.switchEpoch();
+        // block 15 is rewritten and claimed again in the new epoch: settling the old one keeps it
+        map.mark(15);
+        assertThat(map.claimRun(0, NO_LIMIT, 1000, run)).isEqualTo(15);
+        assertThat(map.inFlightBlocks()).isEqualTo(10);
+        map.settleEpoch(first);
+        assertThat(map.inFlightBlocks()).isEqualTo(1);
+        // the link drops: what is still in flight is dirty again
+        assertThat(map.returnInFlight()).isEqualTo(1);
+        assertThat(map.inFlightBlocks()).isZero();
+        assertThat(map.dirtyBlocks()).isEqualTo(1);
+        assertThat(map.isDirty(15)).isTrue();
+    }
+
+    @Test
+    void inFlightBitsSurviveInTheBufferAndComeBackAsDirty()
+    {
+        final ByteBuffer bits = ByteBuffer.allocateDirect(8 + (int)DirtyMap.bytesFor(5000));
+        final DirtyMap first = new DirtyMap(bits, 8, 5000, BLOCK);
+        first.markBlocks(100, 200);
+        first.mark(4999);
+        first.claimBytes(100L * BLOCK + 7, 50L * BLOCK); // blocks 100..150
+        assertThat(first.dirtyBlocks()).isEqualTo(50);
+        assertThat(first.inFlightBlocks()).isEqualTo(51);
+        // "the process dies": a new map over the same bytes finds both kinds of bit
+        final DirtyMap second = new DirtyMap(bits, 8, 5000, BLOCK);
+        assertThat(second.inFlightBlocks()).isEqualTo(51);
+        assertThat(second.returnInFlight()).isEqualTo(51);
+        assertThat(second.dirtyBlocks()).isEqualTo(101);
+        assertThat(second.nextDirty(0)).isEqualTo(100);
     }
 
     // ------------------------------------------------------------------ marking

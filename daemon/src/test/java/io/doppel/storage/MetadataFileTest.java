@@ -20,6 +20,8 @@ class MetadataFileTest
     private static final long SIZE = 10L * (1 << 20) + 1; // a partial last block
     private static final int BLOCK = 4096;
     private static final long BLOCKS = (SIZE + BLOCK - 1) / BLOCK; // 2561
+    /** Two header copies, the activity log (1024 slots of 16 bytes), the map (41 groups of 32 bytes → 4 KiB). */
+    private static final long EXPECTED_FILE_BYTES = MetadataFile.HEADERS_BYTES + 16384 + 4096;
 
     @TempDir
     Path dir;
@@ -41,9 +43,9 @@ class MetadataFileTest
             assertThat(meta.dirtyMap().blockSize()).isEqualTo(BLOCK);
             assertThat(meta.dirtyMap().dirtyBlocks()).isZero();
         }
-        // header + bitmap rounded up to 4 KiB
-        assertThat(Files.size(path)).isEqualTo(MetadataFile.HEADER_BYTES + 4096);
-        final ByteBuffer header = readHeader(path);
+        // two header copies + activity log + map rounded up to 4 KiB
+        assertThat(Files.size(path)).isEqualTo(EXPECTED_FILE_BYTES);
+        final ByteBuffer header = newestHeader(path);
         assertThat(header.get(0)).isEqualTo((byte)'D');
         assertThat(header.getInt(MetadataFile.VERSION_OFFSET)).isEqualTo(MetadataFile.FORMAT_VERSION);
         assertThat(header.getLong(MetadataFile.SIZE_OFFSET)).isEqualTo(SIZE);
@@ -130,22 +132,145 @@ class MetadataFileTest
     }
 
     @Test
-    void corruptHeaderByteIsAChecksumMismatch() throws IOException
+    void corruptHeaderByteIsAChecksumMismatchOnlyWhenBothCopiesAreDamaged() throws IOException
     {
         final Path path = metaPath();
-        MetadataFile.openOrCreate(path, SIZE, BLOCK).close();
+        final UUID uuid;
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            uuid = meta.uuid();
+        }
         for (final int offset : new int[] {MetadataFile.UUID_OFFSET + 3, MetadataFile.SIZE_OFFSET, 1000,
             MetadataFile.CHECKSUM_OFFSET - 1, MetadataFile.CHECKSUM_OFFSET + 2})
         {
-            final byte original = readHeader(path).get(offset);
-            patch(path, offset, (byte)(original ^ 0x10));
+            // one torn copy: the other one is used
+            final byte first = readHeader(path, 0).get(offset);
+            patch(path, offset, (byte)(first ^ 0x10));
+            try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+            {
+                assertThat(meta.uuid()).isEqualTo(uuid);
+            }
+            // that open rewrote a copy; damage both now
+            for (int copy = 0; copy < 2; copy++)
+            {
+                final long at = (long)copy * MetadataFile.HEADER_BYTES + offset;
+                patch(path, at, (byte)(readByte(path, at) ^ 0x10));
+            }
             assertThatThrownBy(() -> MetadataFile.openOrCreate(path, SIZE, BLOCK))
                 .as("byte %d flipped", offset)
                 .isInstanceOf(IOException.class)
                 .hasMessageContaining("checksum mismatch");
-            patch(path, offset, original);
+            for (int copy = 0; copy < 2; copy++)
+            {
+                final long at = (long)copy * MetadataFile.HEADER_BYTES + offset;
+                patch(path, at, (byte)(readByte(path, at) ^ 0x10));
+            }
+            MetadataFile.openOrCreate(path, SIZE, BLOCK).close();
         }
-        MetadataFile.openOrCreate(path, SIZE, BLOCK).close();
+    }
+
+    @Test
+    void generationsRoleAndCopyStateSurviveReopen() throws IOException
+    {
+        final Path path = metaPath();
+        final long first;
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.currentGen()).isZero();
+            assertThat(meta.disk()).isEqualTo(MetadataFile.Disk.UNKNOWN);
+            meta.role(MetadataFile.ROLE_PRIMARY);
+            meta.ensureGeneration();
+            first = meta.currentGen();
+            assertThat(first).isNotZero();
+            meta.startTracking();
+            assertThat(meta.bitmapGen()).isEqualTo(first);
+            assertThat(meta.currentGen()).isNotEqualTo(first);
+            assertThat(meta.knows(first)).isTrue();
+            meta.startTracking(); // a second outage keeps the first base
+            assertThat(meta.bitmapGen()).isEqualTo(first);
+        }
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.openedClean()).isTrue();
+            assertThat(meta.role()).isEqualTo(MetadataFile.ROLE_PRIMARY);
+            assertThat(meta.bitmapGen()).isEqualTo(first);
+            assertThat(meta.tracking()).isTrue();
+            meta.peerInSync();
+            assertThat(meta.tracking()).isFalse();
+            meta.copyState(42, MetadataFile.Disk.INCONSISTENT);
+        }
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.currentGen()).isEqualTo(42);
+            assertThat(meta.disk()).isEqualTo(MetadataFile.Disk.INCONSISTENT);
+            assertThat(meta.knows(first)).as("history keeps older generations").isTrue();
+        }
+    }
+
+    @Test
+    void aFileNotClosedIsAProcessCrashInTheSameBootAndAMachineCrashAfterForgetBoot() throws IOException
+    {
+        final Path path = metaPath();
+        final MetadataFile dead = MetadataFile.openOrCreate(path, SIZE, BLOCK);
+        dead.dirtyMap().markBlocks(0, 10);
+        final int[] run = new int[1];
+        dead.dirtyMap().claimRun(0, BLOCKS, 4, run); // 4 blocks in flight when "the process dies"
+        // no close: the mapping stays as the page cache would keep it
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.openedClean()).isFalse();
+            assertThat(meta.processCrashOnly()).isTrue();
+            assertThat(meta.machineCrash()).isFalse();
+            assertThat(meta.recoveredInFlight()).isEqualTo(4);
+            assertThat(meta.dirtyMap().dirtyBlocks()).isEqualTo(10);
+            meta.activityLog().beforeWrite(5L << 22, 100, 1, 0, e -> { });
+            meta.activityLog().beforeWrite((9L << 22) - 1, 2, 2, 0, e -> { }); // touches extents 8 and 9
+            assertThat(meta.activityLog().hotExtents()).isEqualTo(3);
+            assertThat(meta.activityLog().transactions()).isEqualTo(3);
+        }
+        MetadataFile.forgetBoot(path, SIZE, BLOCK);
+        // closed cleanly above, so not a crash at all
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.machineCrash()).isFalse();
+            meta.activityLog().beforeWrite(5L << 22, 100, 1, 0, e -> { });
+            meta.activityLog().beforeWrite(7L << 22, 100, 1, 0, e -> { });
+            meta.close(false); // as a crash leaves it
+        }
+        MetadataFile.forgetBoot(path, SIZE, BLOCK);
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.machineCrash()).isTrue();
+            assertThat(meta.activityLog().recoveredExtents()).containsExactlyInAnyOrder(5L, 7L);
+            assertThat(meta.activityLog().damaged()).isFalse();
+        }
+    }
+
+    @Test
+    void activityLogEvictsOnlyAcknowledgedExtentsOrAsksTheCallerToForget() throws IOException
+    {
+        try (MetadataFile meta = MetadataFile.openOrCreate(metaPath(), 1L << 40, 1 << 20))
+        {
+            final ActivityLog al = meta.activityLog();
+            final java.util.List<Long> forgotten = new java.util.ArrayList<>();
+            for (long e = 0; e < MetadataFile.AL_SLOTS; e++)
+            {
+                al.beforeWrite(e << 22, 1, e + 1, 0, forgotten::add);
+            }
+            assertThat(al.hotExtents()).isEqualTo(MetadataFile.AL_SLOTS);
+            assertThat(forgotten).isEmpty();
+            // nothing acknowledged: the oldest extent must be forgotten by the caller
+            al.beforeWrite(5000L << 22, 1, 5000, 0, forgotten::add);
+            assertThat(forgotten).containsExactly(0L);
+            // extents 1..10 acknowledged (lsn <= 11): the least recently used of them goes, silently
+            al.beforeWrite(5001L << 22, 1, 5001, 11, forgotten::add);
+            assertThat(forgotten).containsExactly(0L);
+            assertThat(al.hotExtents()).isEqualTo(MetadataFile.AL_SLOTS);
+            // a hot extent costs no transaction
+            final long tx = al.transactions();
+            al.beforeWrite(5001L << 22, 4096, 5002, 11, forgotten::add);
+            assertThat(al.transactions()).isEqualTo(tx);
+        }
     }
 
     @Test
@@ -176,14 +301,18 @@ class MetadataFileTest
     {
         final Path path = metaPath();
         MetadataFile.openOrCreate(path, SIZE, BLOCK).close();
-        final ByteBuffer header = readHeader(path);
-        header.putInt(MetadataFile.VERSION_OFFSET, 2);
-        header.putInt(MetadataFile.CHECKSUM_OFFSET, MetadataFile.checksum(header));
-        writeHeader(path, header);
+        for (int copy = 0; copy < 2; copy++)
+        {
+            final ByteBuffer header = readHeader(path, copy);
+            header.putInt(MetadataFile.VERSION_OFFSET, 1);
+            header.putInt(MetadataFile.CHECKSUM_OFFSET, MetadataFile.checksum(header));
+            writeHeader(path, header, copy);
+        }
         assertThatThrownBy(() -> MetadataFile.openOrCreate(path, SIZE, BLOCK))
             .isInstanceOf(IOException.class)
-            .hasMessageContaining("version 2")
-            .hasMessageContaining("not supported");
+            .hasMessageContaining("version 1")
+            .hasMessageContaining("not supported")
+            .hasMessageContaining("move it away");
     }
 
     @Test
@@ -191,10 +320,13 @@ class MetadataFileTest
     {
         final Path path = metaPath();
         MetadataFile.openOrCreate(path, SIZE, BLOCK).close();
-        final ByteBuffer header = readHeader(path);
-        header.putLong(MetadataFile.BITMAP_LENGTH_OFFSET, 8192);
-        header.putInt(MetadataFile.CHECKSUM_OFFSET, MetadataFile.checksum(header));
-        writeHeader(path, header);
+        for (int copy = 0; copy < 2; copy++)
+        {
+            final ByteBuffer header = readHeader(path, copy);
+            header.putLong(MetadataFile.BITMAP_LENGTH_OFFSET, 8192);
+            header.putInt(MetadataFile.CHECKSUM_OFFSET, MetadataFile.checksum(header));
+            writeHeader(path, header, copy);
+        }
         assertThatThrownBy(() -> MetadataFile.openOrCreate(path, SIZE, BLOCK))
             .isInstanceOf(IOException.class)
             .hasMessageContaining("bitmap layout");
@@ -233,26 +365,43 @@ class MetadataFileTest
         {
             assertThat(meta.dirtyMap().dirtyBlocks()).isZero();
         }
-        assertThat(Files.size(path)).isEqualTo(MetadataFile.HEADER_BYTES + 4096);
+        assertThat(Files.size(path)).isEqualTo(EXPECTED_FILE_BYTES);
     }
 
     // ------------------------------------------------------------------ helpers
 
-    private static ByteBuffer readHeader(final Path path) throws IOException
+    private static ByteBuffer readHeader(final Path path, final int copy) throws IOException
     {
         final ByteBuffer b = ByteBuffer.allocate(MetadataFile.HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ))
         {
-            ch.read(b, 0);
+            ch.read(b, (long)copy * MetadataFile.HEADER_BYTES);
         }
         return b.flip();
     }
 
-    private static void writeHeader(final Path path, final ByteBuffer header) throws IOException
+    private static ByteBuffer newestHeader(final Path path) throws IOException
+    {
+        final ByteBuffer a = readHeader(path, 0);
+        final ByteBuffer b = readHeader(path, 1);
+        return a.getLong(MetadataFile.SEQUENCE_OFFSET) >= b.getLong(MetadataFile.SEQUENCE_OFFSET) ? a : b;
+    }
+
+    private static byte readByte(final Path path, final long at) throws IOException
+    {
+        final ByteBuffer b = ByteBuffer.allocate(1);
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ))
+        {
+            ch.read(b, at);
+        }
+        return b.get(0);
+    }
+
+    private static void writeHeader(final Path path, final ByteBuffer header, final int copy) throws IOException
     {
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.WRITE))
         {
-            ch.write(header.duplicate().clear(), 0);
+            ch.write(header.duplicate().clear(), (long)copy * MetadataFile.HEADER_BYTES);
         }
     }
 
