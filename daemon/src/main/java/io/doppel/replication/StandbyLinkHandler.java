@@ -71,6 +71,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             final int type = WireProtocol.readType(frame);
             if (standby == null)
             {
+                if (type == WireProtocol.TYPE_PING)
+                {
+                    return; // a heartbeat can overtake a HELLO on a loaded machine: harmless
+                }
                 if (type != WireProtocol.TYPE_HELLO)
                 {
                     throw new ProtocolException("expected HELLO as the first frame, got " + WireProtocol.typeName(type));

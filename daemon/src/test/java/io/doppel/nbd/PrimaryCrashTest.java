@@ -41,6 +41,21 @@ class PrimaryCrashTest
     @Test
     void killDuringSyncWritesLosesNoAcknowledgedWriteAndResyncsOnlyTheDirtyBlocks() throws Exception
     {
+        crashAndResync(false);
+    }
+
+    /**
+     * The same, but the restart looks like one after a machine crash (the metadata's boot id no longer
+     * matches): the dirty map is then not trusted alone, and the extents in the activity log are compared.
+     */
+    @Test
+    void afterAStagedMachineCrashTheActivityLogExtentsAreCompared() throws Exception
+    {
+        crashAndResync(true);
+    }
+
+    private void crashAndResync(final boolean machineCrash) throws Exception
+    {
         final TestCluster cluster = new TestCluster(dir, SIZE);
         final int nbdPort = LoopbackPorts.free(1)[0];
         cluster.alphaNbd = "127.0.0.1:" + nbdPort;
@@ -85,6 +100,10 @@ class PrimaryCrashTest
                 // ack = sync: every acknowledged write reached the standby before its reply.
                 assertAcknowledgedWritesIn(cluster.betaImage, acked, "standby before the resync, round " + round);
 
+                if (machineCrash)
+                {
+                    io.doppel.storage.MetadataFile.forgetBoot(dir.resolve("alpha/vm1.meta"), SIZE, BLOCK);
+                }
                 alpha = daemons.start(cluster.alphaConfig(), "alpha-" + round);
                 final JsonNode synced = daemons.awaitStatus(cluster.alphaAdmin, DaemonProcesses::inSync, 120);
                 System.out.printf("round %d: %d writes acknowledged in total, resync sent %d bytes%n", round, acked.size(),
@@ -93,7 +112,15 @@ class PrimaryCrashTest
                 // The dirty map after a kill: blocks in flight at the kill plus one write per client, not the volume.
                 assertThat(synced.path("syncBytesSent").asLong()).as("bytes sent by the resync")
                     .isLessThan(4L << 20).isLessThan(SIZE / 20);
-                assertThat(daemons.log("alpha-" + round)).contains("the process died; the machine did not");
+                if (machineCrash)
+                {
+                    assertThat(daemons.log("alpha-" + round)).contains("(machine crash)")
+                        .containsPattern("[1-9][0-9]* activity-log extent\\(s\\) to compare after a crash");
+                }
+                else
+                {
+                    assertThat(daemons.log("alpha-" + round)).contains("the process died; the machine did not");
+                }
                 daemons.awaitStatus(cluster.betaAdmin, v -> "up-to-date".equals(v.path("disk").asText()), 30);
                 assertThat(MixedImage.hash(cluster.betaImage)).as("standby image after round %d", round)
                     .isEqualTo(MixedImage.hash(cluster.alphaImage));
