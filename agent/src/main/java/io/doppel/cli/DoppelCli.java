@@ -13,6 +13,12 @@ import picocli.CommandLine.Command;
     subcommands = {
         DaemonCommand.class,
         StatusCommand.class,
+        VerbCommands.Verify.class,
+        VerbCommands.Resync.class,
+        VerbCommands.Pause.class,
+        VerbCommands.Resume.class,
+        VerbCommands.Promote.class,
+        VerbCommands.Demote.class,
         DemoCommand.class,
         ImageCommands.MakeImage.class,
         ImageCommands.MutateImage.class,
@@ -22,7 +28,7 @@ import picocli.CommandLine.Command;
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {
         "0:success",
-        "1:the check failed (copy differs, daemon unreachable, timeout)",
+        "1:the check failed (copy differs, daemon unreachable or refused, timeout)",
         "2:bad usage or config",
         "3:the daemon could not start (volume, port, disk)"
     })

@@ -2,10 +2,9 @@ package io.doppel.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.doppel.config.ConfigException;
-import io.doppel.config.ConfigLoader;
 import io.doppel.config.Units;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
@@ -14,7 +13,6 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -27,17 +25,13 @@ final class StatusCommand implements Callable<Integer>
     @Option(names = "--json", description = "print the /status JSON as the daemon returns it")
     boolean json;
 
-    @Option(names = "--admin", paramLabel = "HOST:PORT",
-        description = "admin endpoint (default: [node].admin from --config, else 127.0.0.1:7790)")
-    String admin;
-
-    @Option(names = {"-c", "--config"}, paramLabel = "FILE", description = "read the admin address from this config")
-    Path config;
+    @Mixin
+    AdminOptions where = new AdminOptions();
 
     @Override
     public Integer call() throws Exception
     {
-        final String address = adminAddress();
+        final String address = where.address();
         if (address == null)
         {
             return 2;
@@ -63,28 +57,6 @@ final class StatusCommand implements Callable<Integer>
         return 0;
     }
 
-    private String adminAddress()
-    {
-        if (admin != null)
-        {
-            return admin;
-        }
-        if (config != null)
-        {
-            try
-            {
-                final var a = ConfigLoader.load(config).node().admin();
-                return a.getHostString() + ":" + a.getPort();
-            }
-            catch (final ConfigException e)
-            {
-                System.err.println("doppel: " + e.getMessage());
-                return null;
-            }
-        }
-        return "127.0.0.1:7790";
-    }
-
     static String fetch(final URI uri) throws IOException, InterruptedException
     {
         final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
@@ -97,7 +69,7 @@ final class StatusCommand implements Callable<Integer>
         return response.body();
     }
 
-    private static String describe(final IOException e)
+    static String describe(final IOException e)
     {
         final String m = e.getMessage();
         return m == null || m.isEmpty() ? e.getClass().getSimpleName().replace("Exception", "").toLowerCase(Locale.ROOT)

@@ -6,14 +6,11 @@ import io.doppel.tools.MixedImage;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.net.InetAddress;
-import java.net.ServerSocket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
+import static io.doppel.cli.CliRun.freePort;
+import static io.doppel.cli.CliRun.run;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /** The command line against a real running node: status as a table and as JSON, and the failure paths. */
@@ -37,14 +34,14 @@ class DoppelCliTest
             "[[volume]]", "name = \"vm1\"", "path = \"" + image + "\"", "role = \"standby\"", ""));
         try (DoppelNode node = DoppelNode.start(ConfigLoader.load(config)))
         {
-            final Result table = run("status", "--config", config.toString());
-            assertThat(table.code).isZero();
-            assertThat(table.out).contains("node beta").contains("VOLUME").contains("vm1").contains("standby")
+            final CliRun.Result table = run("status", "--config", config.toString());
+            assertThat(table.code()).isZero();
+            assertThat(table.out()).contains("node beta").contains("VOLUME").contains("vm1").contains("standby")
                 .contains("alpha (down)").contains("8.0 MiB");
 
-            final Result json = run("status", "--json", "--admin", "127.0.0.1:" + admin);
-            assertThat(json.code).isZero();
-            assertThat(json.out).contains("\"node\" : \"beta\"").contains("\"role\" : \"standby\"")
+            final CliRun.Result json = run("status", "--json", "--admin", "127.0.0.1:" + admin);
+            assertThat(json.code()).isZero();
+            assertThat(json.out()).contains("\"node\" : \"beta\"").contains("\"role\" : \"standby\"")
                 .contains("\"size\" : " + (8 << 20)).contains("\"blockSize\" : 4096");
         }
     }
@@ -53,18 +50,18 @@ class DoppelCliTest
     void statusOfANodeThatIsNotRunningExitsOneAndSaysWhere() throws Exception
     {
         final int port = freePort();
-        final Result r = run("status", "--admin", "127.0.0.1:" + port);
-        assertThat(r.code).isEqualTo(1);
-        assertThat(r.err).contains("cannot reach the admin endpoint at http://127.0.0.1:" + port + "/status")
+        final CliRun.Result r = run("status", "--admin", "127.0.0.1:" + port);
+        assertThat(r.code()).isEqualTo(1);
+        assertThat(r.err()).contains("cannot reach the admin endpoint at http://127.0.0.1:" + port + "/status")
             .contains("is the daemon running?");
     }
 
     @Test
     void unknownOptionIsAUsageErrorWithExitTwo()
     {
-        final Result r = run("status", "--no-such-option");
-        assertThat(r.code).isEqualTo(2);
-        assertThat(r.err).contains("--no-such-option");
+        final CliRun.Result r = run("status", "--no-such-option");
+        assertThat(r.code()).isEqualTo(2);
+        assertThat(r.err()).contains("--no-such-option");
     }
 
     @Test
@@ -74,43 +71,11 @@ class DoppelCliTest
         final Path b = dir.resolve("b.img");
         MixedImage.create(a, 3 << 20, 5);
         Files.copy(a, b);
-        final String same = run("hash-image", a.toString(), b.toString()).out;
+        final String same = run("hash-image", a.toString(), b.toString()).out();
         final String[] lines = same.split("\n");
         assertThat(lines[0].split(" ")[0]).isEqualTo(lines[1].split(" ")[0]);
         MixedImage.mutate(b, 0.1, 4096, 9);
-        final String[] after = run("hash-image", a.toString(), b.toString()).out.split("\n");
+        final String[] after = run("hash-image", a.toString(), b.toString()).out().split("\n");
         assertThat(after[0].split(" ")[0]).isNotEqualTo(after[1].split(" ")[0]);
-    }
-
-    private record Result(int code, String out, String err)
-    {
-    }
-
-    private static Result run(final String... args)
-    {
-        final PrintStream oldOut = System.out;
-        final PrintStream oldErr = System.err;
-        final ByteArrayOutputStream out = new ByteArrayOutputStream();
-        final ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try
-        {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            final int code = DoppelCli.execute(args);
-            return new Result(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        }
-        finally
-        {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-    }
-
-    private static int freePort() throws Exception
-    {
-        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress()))
-        {
-            return s.getLocalPort();
-        }
     }
 }

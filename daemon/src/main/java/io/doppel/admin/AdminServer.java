@@ -17,7 +17,9 @@ import java.util.function.Supplier;
 
 /**
  * The admin endpoint (control plane, plain JDK HTTP server on one thread): {@code GET /status} returns
- * the node's state as JSON. Loopback by default; nothing here can change state yet.
+ * the node's state as JSON; {@code POST /volumes/NAME/VERB} runs an operator verb (pause, resume, resync,
+ * verify, promote, demote) and answers at once with JSON, long verbs reporting progress in /status.
+ * Loopback by default; authentication of state-changing verbs is not built yet.
  */
 public final class AdminServer implements AutoCloseable
 {
@@ -32,8 +34,41 @@ public final class AdminServer implements AutoCloseable
         this.executor = executor;
     }
 
+    /** Runs an operator verb on a volume; throws {@link VerbException} for a refusal the operator must see. */
+    public interface Verbs
+    {
+        Map<String, Object> run(String volume, String verb, Map<String, String> options) throws VerbException;
+    }
+
+    /** A refused verb: HTTP status and a message naming what was wrong and what is accepted. */
+    public static final class VerbException extends Exception
+    {
+        private static final long serialVersionUID = 1L;
+        private final int status;
+
+        public VerbException(final int status, final String message)
+        {
+            super(message);
+            this.status = status;
+        }
+
+        public int status()
+        {
+            return status;
+        }
+    }
+
     public static AdminServer start(final String nodeName, final InetSocketAddress address,
         final Supplier<Map<String, Object>> status) throws IOException
+    {
+        return start(nodeName, address, status, (volume, verb, options) ->
+        {
+            throw new VerbException(501, "verbs are not available on this node");
+        });
+    }
+
+    public static AdminServer start(final String nodeName, final InetSocketAddress address,
+        final Supplier<Map<String, Object>> status, final Verbs verbs) throws IOException
     {
         final HttpServer server;
         try
@@ -54,6 +89,7 @@ public final class AdminServer implements AutoCloseable
         server.setExecutor(executor);
         server.createContext("/status", exchange -> respond(exchange, () -> JSON.writerWithDefaultPrettyPrinter()
             .writeValueAsString(status.get()) + "\n"));
+        server.createContext("/volumes/", exchange -> verb(exchange, verbs, nodeName));
         server.createContext("/", exchange -> send(exchange, 404, "text/plain",
             "not found: " + exchange.getRequestURI().getPath() + " (try /status)\n"));
         server.start();
@@ -92,6 +128,55 @@ public final class AdminServer implements AutoCloseable
             text = "{\"error\": " + JSON.writeValueAsString(String.valueOf(e)) + "}\n";
         }
         send(exchange, code, "application/json", text);
+    }
+
+    private static void verb(final HttpExchange exchange, final Verbs verbs, final String nodeName) throws IOException
+    {
+        final String[] parts = exchange.getRequestURI().getPath().split("/");
+        if (parts.length != 4 || parts[2].isEmpty() || parts[3].isEmpty())
+        {
+            send(exchange, 404, "application/json", error("expected POST /volumes/NAME/VERB, got "
+                + exchange.getRequestURI().getPath()));
+            return;
+        }
+        if (!"POST".equals(exchange.getRequestMethod()))
+        {
+            send(exchange, 405, "application/json", error(exchange.getRequestMethod() + " not allowed: use POST"));
+            return;
+        }
+        final Map<String, String> options = new java.util.LinkedHashMap<>();
+        final String query = exchange.getRequestURI().getRawQuery();
+        if (query != null && !query.isEmpty())
+        {
+            for (final String pair : query.split("&"))
+            {
+                final int eq = pair.indexOf('=');
+                options.put(java.net.URLDecoder.decode(eq < 0 ? pair : pair.substring(0, eq), StandardCharsets.UTF_8),
+                    eq < 0 ? "true" : java.net.URLDecoder.decode(pair.substring(eq + 1), StandardCharsets.UTF_8));
+            }
+        }
+        try
+        {
+            final Map<String, Object> result = verbs.run(parts[2], parts[3], options);
+            Log.info(nodeName + "/admin", parts[3] + " " + parts[2] + (options.isEmpty() ? "" : " " + options) + ": "
+                + result.getOrDefault("message", "ok"));
+            send(exchange, 200, "application/json", JSON.writerWithDefaultPrettyPrinter().writeValueAsString(result) + "\n");
+        }
+        catch (final VerbException e)
+        {
+            Log.warn(nodeName + "/admin", parts[3] + " " + parts[2] + " refused: " + e.getMessage());
+            send(exchange, e.status(), "application/json", error(e.getMessage()));
+        }
+        catch (final RuntimeException e)
+        {
+            Log.error(nodeName + "/admin", parts[3] + " " + parts[2] + " failed: " + e);
+            send(exchange, 500, "application/json", error(String.valueOf(e)));
+        }
+    }
+
+    private static String error(final String message) throws IOException
+    {
+        return "{\"error\": " + JSON.writeValueAsString(message) + "}\n";
     }
 
     private static void send(final HttpExchange exchange, final int code, final String type, final String text)

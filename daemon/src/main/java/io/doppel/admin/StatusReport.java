@@ -54,6 +54,17 @@ public final class StatusReport
             m.put("logOverflows", v.logOverflows());
             m.put("degradedAcks", v.degradedAcks());
             m.put("connects", v.connects());
+            final Map<String, Object> verify = new LinkedHashMap<>();
+            verify.put("state", v.verifyState());
+            verify.put("runs", v.verifyRuns());
+            verify.put("repair", v.verifyRepair());
+            verify.put("verifiedBytes", v.verifiedBytes());
+            verify.put("totalBytes", v.verifyTotalBytes());
+            verify.put("differingBlocks", v.verifyDifferingBlocks());
+            verify.put("repairedBlocks", v.verifyRepairedBlocks());
+            verify.put("skippedBlocks", v.verifySkippedBlocks());
+            verify.put("differingOffsets", v.verifyDifferingOffsets());
+            m.put("verify", verify);
             m.put("lastError", v.lastError());
             list.add(m);
         }

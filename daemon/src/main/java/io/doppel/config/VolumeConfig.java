@@ -48,6 +48,12 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
         }
     }
 
+    /** This volume with another role (promote, demote). */
+    public VolumeConfig withRole(final Role newRole)
+    {
+        return new VolumeConfig(name, path, size, newRole, peer, blockSize, compression, logBytes, nbd, ack);
+    }
+
     /** Where this volume's metadata (identity, dirty bitmap) lives. */
     public Path metadataPath(final Path dataDir)
     {

@@ -45,10 +45,10 @@ public final class DoppelNode implements AutoCloseable
     static final long STANDBY_FLUSH_INTERVAL_MS = 1_000;
 
     private final DoppelConfig config;
-    private final Map<String, PrimaryVolume> primaries = new LinkedHashMap<>();
-    private final Map<String, StandbyVolume> standbys = new LinkedHashMap<>();
+    private final Map<String, PrimaryVolume> primaries = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, StandbyVolume> standbys = new java.util.concurrent.ConcurrentHashMap<>();
     private final List<VolumeState> states = new ArrayList<>();
-    private final List<ReplicationSender> senders = new ArrayList<>();
+    private final Map<String, ReplicationSender> senders = new java.util.concurrent.ConcurrentHashMap<>();
     private Transport transport;
     private EventExecutorGroup applyGroup;
     private PeerServer peerServer;
@@ -94,14 +94,125 @@ public final class DoppelNode implements AutoCloseable
         {
             final PeerConfig peer = config.peer(p.config().peer()).orElseThrow();
             final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
-            senders.add(sender);
+            senders.put(p.name(), sender);
             sender.start();
         }
         startFlusher();
         startNbd();
-        admin = AdminServer.start(name, config.node().admin(), this::status);
+        admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb);
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
+    }
+
+    private static PrimaryVolume newPrimary(final VolumeConfig vc, final Volume volume, final MetadataFile metadata,
+        final VolumeState state)
+    {
+        metadata.role(MetadataFile.ROLE_PRIMARY);
+        metadata.ensureGeneration();
+        final AckTracker acks = new AckTracker();
+        final ReplicationLog log = new ReplicationLog(volume, metadata, PooledByteBufAllocator.DEFAULT, vc.logBytes(),
+            state, acks);
+        return new PrimaryVolume(vc, volume, metadata, state, log, acks);
+    }
+
+    /**
+     * promote: this node's standby copy of {@code name} becomes the primary, at once: its NBD export turns
+     * read-write and it starts replicating to its peer. Refused while a primary feeds it, and for a copy
+     * that is not consistent unless {@code force}. Lasts until the daemon restarts (change role in the
+     * config to keep it).
+     */
+    private synchronized String promote(final String name, final boolean force) throws AdminServer.VerbException
+    {
+        final StandbyVolume s = standbys.get(name);
+        if (s == null)
+        {
+            throw new AdminServer.VerbException(409, "promote: volume " + name + " is already primary on node "
+                + config.node().name());
+        }
+        if (s.state().connected())
+        {
+            throw new AdminServer.VerbException(409, "promote: primary " + s.config().peer() + " is connected and"
+                + " replicating volume " + name + " here; demote it (doppel demote " + name + " on "
+                + s.config().peer() + ") or stop it first");
+        }
+        final MetadataFile meta = s.metadata();
+        if (!force && (meta.disk() != MetadataFile.Disk.CONSISTENT || meta.copyInDoubt()))
+        {
+            throw new AdminServer.VerbException(409, "promote: the copy of volume " + name + " is "
+                + (meta.copyInDoubt() ? "in doubt (it may have lost writes or hold writes its peer lacks)"
+                    : meta.disk().name().toLowerCase(java.util.Locale.ROOT) + " (a sync into it did not finish)")
+                + "; serving it could return mixed data. Use --force to promote it anyway");
+        }
+        standbys.remove(name);
+        s.disconnect();
+        s.volume().flush();
+        final VolumeConfig vc = s.config().withRole(VolumeConfig.Role.PRIMARY);
+        s.state().config(vc);
+        s.state().disk(VolumeState.Disk.UNKNOWN); // now: the state of the peer's copy, not yet known
+        final PrimaryVolume p = newPrimary(vc, s.volume(), meta, s.state());
+        primaries.put(name, p);
+        replaceExport(p);
+        final PeerConfig peer = config.peer(vc.peer()).orElseThrow();
+        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
+        senders.put(name, sender);
+        sender.start();
+        Log.warn(config.node().name() + "/" + name, "promoted to primary" + (force ? " (forced)" : "")
+            + "; replicating to " + peer.name());
+        return "promoted to primary: the NBD export is read-write and replication to " + peer.name() + " starts";
+    }
+
+    /**
+     * demote: this node's primary copy of {@code name} becomes a standby, at once: replication stops, NBD
+     * clients are disconnected and the export turns read-only, and the node accepts the new primary's
+     * link. Writes it never replicated make the copy "in doubt": the new primary compares it in whole.
+     */
+    private synchronized String demote(final String name) throws AdminServer.VerbException
+    {
+        final PrimaryVolume p = primaries.get(name);
+        if (p == null)
+        {
+            throw new AdminServer.VerbException(409, "demote: volume " + name + " is already standby on node "
+                + config.node().name());
+        }
+        final ReplicationSender sender = senders.remove(name);
+        try
+        {
+            sender.close();
+        }
+        catch (final InterruptedException e)
+        {
+            Thread.currentThread().interrupt();
+        }
+        p.stopReplicating();
+        p.flush();
+        final MetadataFile meta = p.metadata();
+        final long unreplicated = meta.dirtyMap().dirtyBlocks() + meta.dirtyMap().inFlightBlocks();
+        if (unreplicated > 0)
+        {
+            meta.doubtCopy();
+        }
+        meta.role(MetadataFile.ROLE_STANDBY);
+        final VolumeConfig vc = p.config().withRole(VolumeConfig.Role.STANDBY);
+        p.state().config(vc);
+        final StandbyVolume s = new StandbyVolume(vc, p.volume(), meta, p.state());
+        primaries.remove(name);
+        standbys.put(name, s);
+        replaceExport(s);
+        Log.warn(config.node().name() + "/" + name, "demoted to standby" + (unreplicated > 0 ? "; " + unreplicated
+            + " block(s) were never replicated: the new primary will compare this copy in whole" : ""));
+        return "demoted to standby: the NBD export is read-only"
+            + (unreplicated > 0 ? "; " + unreplicated + " unreplicated block(s) will be replaced by the new primary's" : "");
+    }
+
+    private void replaceExport(final NbdExport export)
+    {
+        for (final NbdServer server : nbdServers)
+        {
+            if (server.serves(export.name()))
+            {
+                server.replaceExport(export);
+            }
+        }
     }
 
     /** One NBD server per distinct {@code nbd} address; the export name picks the volume. */
@@ -129,16 +240,12 @@ public final class DoppelNode implements AutoCloseable
     }
 
     /**
-     * Writes standby copies back to disk every second. The page cache would otherwise hold gigabytes of
-     * a sync as dirty pages (below the kernel's background threshold) and the flush at the end of a
-     * sync would then wait for all of it; this overlaps the disk writes with the transfer.
+     * Writes every copy back to disk every second. On a standby the page cache would otherwise hold
+     * gigabytes of a sync as dirty pages and the flush at the end of a sync would wait for all of it; on
+     * a primary this bounds how long activity-log extents stay hot only because of its own unwritten data.
      */
     private void startFlusher()
     {
-        if (standbys.isEmpty())
-        {
-            return;
-        }
         flusher = Executors.newSingleThreadScheduledExecutor(new DefaultThreadFactory("doppel-flusher", true));
         flusher.scheduleWithFixedDelay(() ->
         {
@@ -153,12 +260,29 @@ public final class DoppelNode implements AutoCloseable
                     Log.error(config.node().name() + "/" + s.name(), "background flush failed: " + e);
                 }
             }
+            // A primary's own writes reach its disk at least this often; until they do, their activity-log
+            // extents stay hot (a machine crash must find them).
+            for (final PrimaryVolume p : primaries.values())
+            {
+                try
+                {
+                    p.flushVolume();
+                }
+                catch (final RuntimeException | InternalError e)
+                {
+                    Log.error(config.node().name() + "/" + p.name(), "background flush failed: " + e);
+                }
+            }
         }, STANDBY_FLUSH_INTERVAL_MS, STANDBY_FLUSH_INTERVAL_MS, TimeUnit.MILLISECONDS);
     }
 
     private void openVolume(final VolumeConfig vc) throws IOException
     {
         final Volume volume;
+        // An image that is missing or shorter than the volume is (re)created here: whatever the metadata
+        // says about its contents no longer holds.
+        final boolean imageWasThere = Files.exists(vc.path()) && (vc.size() <= 0 || Files.size(vc.path()) >= vc.size()
+            || !Files.isRegularFile(vc.path()));
         try
         {
             volume = Volume.open(vc.path(), vc.size());
@@ -189,19 +313,38 @@ public final class DoppelNode implements AutoCloseable
         else if (metadata.machineCrash())
         {
             Log.warn(config.node().name() + "/" + vc.name(), "metadata " + metadata.path() + " was not closed cleanly"
-                + " in an earlier boot (machine crash): " + metadata.activityLog().recoveredExtents().length
-                + " activity-log extent(s) will be compared with the peer"
-                + (metadata.activityLog().damaged() ? "; the activity log is damaged, so the whole volume will be compared"
-                    : ""));
+                + " in an earlier boot (machine crash): " + (vc.role() == VolumeConfig.Role.PRIMARY
+                    ? metadata.activityLog().recoveredExtents().length + " activity-log extent(s) will be compared with"
+                        + " the peer" + (metadata.activityLog().damaged()
+                            ? "; the activity log is damaged, so the whole volume will be compared" : "")
+                    : "this copy may have lost writes it acknowledged; the primary will compare the whole volume"));
+        }
+        final String component = config.node().name() + "/" + vc.name();
+        if (!imageWasThere && metadata.currentGen() != 0)
+        {
+            Log.warn(component, "image " + vc.path() + " was missing or short and has been created; its metadata no"
+                + " longer describes it" + (vc.role() == VolumeConfig.Role.STANDBY
+                    ? ": the primary will compare the whole volume" : ": this primary now holds zeros there"));
+            metadata.copyState(0, MetadataFile.Disk.UNKNOWN);
+        }
+        if (vc.role() == VolumeConfig.Role.STANDBY && metadata.role() == MetadataFile.ROLE_PRIMARY
+            && (metadata.dirtyMap().dirtyBlocks() > 0 || !metadata.openedClean()))
+        {
+            // A former primary may hold writes its peer never got: only a whole compare can undo them.
+            Log.warn(component, "this node was primary for " + vc.name() + " and holds "
+                + metadata.dirtyMap().dirtyBlocks() + " block(s) its peer may not have"
+                + (metadata.openedClean() ? "" : " (and it did not stop cleanly)")
+                + "; as standby its copy will be compared in whole and those blocks replaced by the primary's");
+            metadata.doubtCopy();
         }
         if (vc.role() == VolumeConfig.Role.PRIMARY)
         {
-            metadata.role(MetadataFile.ROLE_PRIMARY);
-            metadata.ensureGeneration();
-            final AckTracker acks = new AckTracker();
-            final ReplicationLog log = new ReplicationLog(volume, metadata, PooledByteBufAllocator.DEFAULT,
-                vc.logBytes(), state, acks);
-            primaries.put(vc.name(), new PrimaryVolume(vc, volume, metadata, state, log, acks));
+            if (metadata.disk() != MetadataFile.Disk.CONSISTENT && metadata.currentGen() != 0)
+            {
+                Log.warn(component, "starting as primary with a copy that is " + metadata.disk().name().toLowerCase(
+                    java.util.Locale.ROOT) + " (a sync into it did not finish): its data may be unusable");
+            }
+            primaries.put(vc.name(), newPrimary(vc, volume, metadata, state));
         }
         else
         {
@@ -229,6 +372,77 @@ public final class DoppelNode implements AutoCloseable
         return standbys.get(name);
     }
 
+    /**
+     * An operator verb from the admin endpoint. pause, resume, resync and verify act on a volume this node
+     * is primary for; they return at once, and long work reports its progress in /status.
+     */
+    public Map<String, Object> runVerb(final String volume, final String verb, final Map<String, String> options)
+        throws AdminServer.VerbException
+    {
+        final boolean known = primaries.containsKey(volume) || standbys.containsKey(volume);
+        if (!known)
+        {
+            throw new AdminServer.VerbException(404, "no volume named \"" + volume + "\" on node " + config.node().name()
+                + " (it has " + String.join(", ", allNames()) + ")");
+        }
+        final Map<String, Object> result = new LinkedHashMap<>();
+        result.put("volume", volume);
+        result.put("verb", verb);
+        switch (verb)
+        {
+            case "pause":
+                primarySender(volume, verb).pause();
+                result.put("message", "replication paused; writes are tracked in the dirty map until resume");
+                break;
+            case "resume":
+                primarySender(volume, verb).resume();
+                result.put("message", "replication resumed; the standby resyncs from the dirty map");
+                break;
+            case "resync":
+                primarySender(volume, verb).requestFullResync();
+                result.put("message", "full resync requested: the link is dropped and the whole volume compared by hash");
+                break;
+            case "verify":
+                final boolean repair = Boolean.parseBoolean(options.getOrDefault("repair", "false"));
+                if (!primarySender(volume, verb).requestVerify(repair))
+                {
+                    throw new AdminServer.VerbException(409, "a verify of volume " + volume + " is already running; see"
+                        + " verify in /status");
+                }
+                result.put("message", "online verify requested" + (repair ? " with repair" : "")
+                    + "; it runs while the volume streams, progress in /status");
+                break;
+            case "promote":
+                result.put("message", promote(volume, Boolean.parseBoolean(options.getOrDefault("force", "false"))));
+                break;
+            case "demote":
+                result.put("message", demote(volume));
+                break;
+            default:
+                throw new AdminServer.VerbException(400, "unknown verb \"" + verb + "\": expected pause, resume, resync,"
+                    + " verify, promote or demote");
+        }
+        return result;
+    }
+
+    private ReplicationSender primarySender(final String volume, final String verb) throws AdminServer.VerbException
+    {
+        final ReplicationSender sender = senders.get(volume);
+        if (sender == null)
+        {
+            throw new AdminServer.VerbException(409, verb + ": volume " + volume + " is standby on node "
+                + config.node().name() + "; run " + verb + " on its primary");
+        }
+        return sender;
+    }
+
+    private List<String> allNames()
+    {
+        final List<String> names = new ArrayList<>(primaries.keySet());
+        names.addAll(standbys.keySet());
+        return names;
+    }
+
     /** The /status document. */
     public Map<String, Object> status()
     {
@@ -243,7 +457,7 @@ public final class DoppelNode implements AutoCloseable
     @Override
     public void close()
     {
-        for (final ReplicationSender s : senders)
+        for (final ReplicationSender s : senders.values())
         {
             try
             {

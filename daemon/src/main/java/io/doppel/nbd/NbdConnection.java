@@ -38,7 +38,14 @@ final class NbdConnection extends ByteToMessageDecoder
     private boolean noZeroes;
     private boolean structured;
     private boolean baseAllocation;
-    private NbdExport export;
+    private volatile NbdExport export;
+
+    /** The export this client entered, or null before that (read by the server on a role change). */
+    String exportName()
+    {
+        final NbdExport e = export;
+        return e == null ? null : e.name();
+    }
 
     NbdConnection(final Map<String, NbdExport> exports, final String component)
     {

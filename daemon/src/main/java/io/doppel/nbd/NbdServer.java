@@ -29,11 +29,42 @@ public final class NbdServer implements AutoCloseable
 {
     private final Channel channel;
     private final Path socketPath;
+    private final Map<String, NbdExport> exports;
+    private final io.netty.channel.group.ChannelGroup clients;
+    private final String component;
 
-    private NbdServer(final Channel channel, final Path socketPath)
+    private NbdServer(final Channel channel, final Path socketPath, final Map<String, NbdExport> exports,
+        final io.netty.channel.group.ChannelGroup clients, final String component)
     {
         this.channel = channel;
         this.socketPath = socketPath;
+        this.exports = exports;
+        this.clients = clients;
+        this.component = component;
+    }
+
+    /**
+     * Serves {@code export} under its name from now on (a role change: read-write after promote,
+     * read-only after demote) and closes the clients connected to the old one, which reconnect.
+     */
+    public void replaceExport(final NbdExport export)
+    {
+        exports.put(export.name(), export);
+        for (final Channel client : clients)
+        {
+            final io.netty.channel.ChannelHandler h = client.pipeline().get("nbd");
+            if (h instanceof NbdConnection && export.name().equals(((NbdConnection)h).exportName()))
+            {
+                client.close();
+            }
+        }
+        Log.info(component, "export " + export.name() + " is now " + (export.readOnly() ? "read-only" : "read-write")
+            + "; its clients were disconnected");
+    }
+
+    public boolean serves(final String name)
+    {
+        return exports.containsKey(name);
     }
 
     /**
@@ -44,6 +75,9 @@ public final class NbdServer implements AutoCloseable
         final Transport transport, final EventExecutorGroup workers) throws IOException
     {
         final String component = nodeName + "/nbd";
+        final Map<String, NbdExport> live = new java.util.concurrent.ConcurrentHashMap<>(exports);
+        final io.netty.channel.group.ChannelGroup clients = new io.netty.channel.group.DefaultChannelGroup(
+            io.netty.util.concurrent.GlobalEventExecutor.INSTANCE);
         final ServerBootstrap b = new ServerBootstrap().group(transport.group())
             .childOption(ChannelOption.AUTO_READ, false)
             .childHandler(new ChannelInitializer<Channel>()
@@ -51,7 +85,8 @@ public final class NbdServer implements AutoCloseable
                 @Override
                 protected void initChannel(final Channel ch)
                 {
-                    ch.pipeline().addLast(workers, "nbd", new NbdConnection(exports, component));
+                    clients.add(ch);
+                    ch.pipeline().addLast(workers, "nbd", new NbdConnection(live, component));
                 }
             });
         final SocketAddress bindAddress;
@@ -83,7 +118,7 @@ public final class NbdServer implements AutoCloseable
         Log.info(component, "serving NBD export(s) " + String.join(", ", exports.keySet()) + " on " + address
             + " (" + exports.values().stream().map(e -> e.name() + (e.readOnly() ? " read-only" : " read-write"))
             .reduce((x, y) -> x + ", " + y).orElse("") + ")");
-        return new NbdServer(f.channel(), socketPath);
+        return new NbdServer(f.channel(), socketPath, live, clients, component);
     }
 
     /** Removes a socket left by a previous run; refuses to touch anything that is not a socket. */

@@ -89,6 +89,11 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
         final String volume = WireProtocol.readName(body, "handshake volume");
         if (body.readableBytes() < 18)
         {
+            if (versionMax >= 2 && versionMin <= WireProtocol.VERSION_MAX)
+            {
+                throw new ProtocolException("handshake: truncated generations, " + body.readableBytes()
+                    + " bytes after the names (expected 18)");
+            }
             // a version-1 peer: no generations (its version is refused by mismatch())
             return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume);
         }

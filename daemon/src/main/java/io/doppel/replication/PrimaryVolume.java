@@ -58,14 +58,20 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         return state;
     }
 
-    Volume volume()
+    public Volume volume()
     {
         return volume;
     }
 
-    MetadataFile metadata()
+    public MetadataFile metadata()
     {
         return metadata;
+    }
+
+    /** Stops logging for a role change: waiting replies are released, unsent records stay dirty. */
+    public void stopReplicating()
+    {
+        log.stopLogging();
     }
 
     ReplicationLog log()
@@ -175,8 +181,18 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     /** Forces written data and the dirty bitmap to local stable storage. */
     public void flush()
     {
+        final long lsn = log.writes();
         volume.flush();
+        log.forcedUpTo(lsn);
         metadata.flush();
+    }
+
+    /** Forces written data (not the metadata) to local stable storage: the background flush. */
+    public void flushVolume()
+    {
+        final long lsn = log.writes();
+        volume.flush();
+        log.forcedUpTo(lsn);
     }
 
     /** Bytes the dirty map marks (whole blocks); while streaming these are also in the log. */

@@ -29,6 +29,11 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class ReplicationLog
 {
     private static final int MAX_RECORDS = 1 << 16;
+    /**
+     * A zero record (TRIM, WRITE_ZEROES) covering more blocks than this is not logged: the volume drops
+     * to catch-up instead, so the per-block record counts stay small.
+     */
+    static final long MAX_ZERO_RECORD_BLOCKS = 1 << 16;
 
     private final Volume volume;
     private final MetadataFile metadata;
@@ -40,6 +45,7 @@ public final class ReplicationLog
     private final VolumeState state;
     private final AckTracker acks;
     private final ReentrantLock lock = new ReentrantLock();
+    private final BlockCounts queuedBlocks = new BlockCounts(1 << 14);
     private final Condition notEmpty = lock.newCondition();
 
     private final long[] offsets = new long[MAX_RECORDS];
@@ -55,6 +61,10 @@ public final class ReplicationLog
     private long writes;
     private long lastLoggedLsn;
     private boolean woken;
+    /** Every write up to this lsn is on the primary's own disk (see {@link #forcedUpTo}). */
+    private final java.util.concurrent.atomic.AtomicLong forcedLsn = new java.util.concurrent.atomic.AtomicLong();
+    /** The generation current when logging last started: what SYNC_DONE tells the standby to adopt. */
+    private long loggingGen;
 
     public ReplicationLog(final Volume volume, final MetadataFile metadata, final ByteBufAllocator alloc,
         final long capacityBytes, final VolumeState state, final AckTracker acks)
@@ -165,6 +175,10 @@ public final class ReplicationLog
                     overflow();
                 }
             }
+            if (logging && dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset) > MAX_ZERO_RECORD_BLOCKS)
+            {
+                overflow(); // a huge TRIM: catch up from the dirty map rather than count its blocks
+            }
             if (admit(0))
             {
                 append(offset, length, null);
@@ -190,24 +204,26 @@ public final class ReplicationLog
         {
             metadata.startTracking();
         }
-        activityLog.beforeWrite(offset, length, writes + 1, acks.receivedLsn(), eviction);
+        // An extent cools only once the standby holds its writes and so does this node's disk.
+        activityLog.beforeWrite(offset, length, writes + 1, Math.min(acks.receivedLsn(), forcedLsn.get()), eviction);
         dirtyMap.markBytes(offset, length);
     }
 
+    /** Every write up to {@code lsn} has been forced to this node's disk. */
+    void forcedUpTo(final long lsn)
+    {
+        forcedLsn.accumulateAndGet(lsn, Math::max);
+    }
+
     /**
-     * The activity log needs a slot and no extent is fully acknowledged: make the oldest one's blocks
-     * dirty, durably, before it is dropped from the log. Its unacknowledged records may already be
-     * claimed, so this leaves streaming (a record-less dirty bit would break the log's invariant).
+     * The activity log needs a slot and no extent is fully acknowledged: force the whole map first, so
+     * the oldest extent's dirty and in-flight bits are on disk before the log stops listing it.
+     * (Its own data is forced too: after a machine crash the map is all that will point at it.)
      */
     private void forgetExtent(final long extent)
     {
-        overflow();
-        final long start = extent * activityLog.extentBytes();
-        final long end = Math.min(volume.size(), start + activityLog.extentBytes());
-        if (start < end)
-        {
-            dirtyMap.markBytes(start, end - start);
-        }
+        volume.flush();
+        forcedUpTo(writes);
         metadata.flush();
     }
 
@@ -267,6 +283,7 @@ public final class ReplicationLog
         lsns[tail] = writes;
         lastLoggedLsn = writes;
         records[tail] = record;
+        queuedBlocks.increment(dirtyMap.firstBlock(offset), dirtyMap.endBlock(offset, length));
         count++;
         queuedBytes += record == null ? 0 : length;
         notEmpty.signal();
@@ -302,7 +319,19 @@ public final class ReplicationLog
             final long bytes = record == null ? 0 : length;
             queuedBytes -= bytes;
             inHandBytes = bytes;
-            dirtyMap.claimBytes(offset, length);
+            // A block also covered by a later queued record stays dirty: that record is not sent yet.
+            final long end = dirtyMap.endBlock(offset, length);
+            for (long b = dirtyMap.firstBlock(offset); b < end; b++)
+            {
+                if (queuedBlocks.decrement(b) == 0)
+                {
+                    dirtyMap.claimBlocks(b, b + 1);
+                }
+                else
+                {
+                    dirtyMap.flyBlocks(b, b + 1);
+                }
+            }
             where[0] = offset;
             where[1] = length;
             where[2] = lsns[(head - 1) & (MAX_RECORDS - 1)];
@@ -359,6 +388,8 @@ public final class ReplicationLog
                 return -1;
             }
             logging = true;
+            // Read under the lock: no unlogged write (which could start a new generation) comes between.
+            loggingGen = metadata.currentGen();
             return writes;
         }
         finally
@@ -378,6 +409,38 @@ public final class ReplicationLog
             releaseAll();
             notEmpty.signalAll();
             acks.release(writes);
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /** The generation that was current when logging last started (see {@link #startLogging}). */
+    public long loggingGeneration()
+    {
+        lock.lock();
+        try
+        {
+            return loggingGen;
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /** Runs {@code action} under the log's lock if, and only if, the log is still streaming. */
+    public boolean ifLogging(final Runnable action)
+    {
+        lock.lock();
+        try
+        {
+            if (logging)
+            {
+                action.run();
+            }
+            return logging;
         }
         finally
         {
@@ -457,6 +520,7 @@ public final class ReplicationLog
             head = (head + 1) & (MAX_RECORDS - 1);
             count--;
         }
+        queuedBlocks.clear();
         queuedBytes = 0;
     }
 }

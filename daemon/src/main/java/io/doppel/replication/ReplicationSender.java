@@ -53,6 +53,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     static final long EPOCH_NANOS = TimeUnit.MILLISECONDS.toNanos(200);
     /** An epoch ends after this many claimed bytes (or EPOCH_NANOS): it bounds what a link drop sends again. */
     static final long EPOCH_BYTES = 4L << 20;
+    /** Blocks compared per verify round trip, between replicated writes. */
+    static final int VERIFY_BATCH_BLOCKS = 4096;
 
     private final PrimaryVolume primary;
     private final Volume volume;
@@ -87,6 +89,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private long seq;
     private int unflushed;
     private long syncDoneSeq = -1;
+    /** A SYNC_DONE was sent on this link and not yet acknowledged; the generation it carried. */
+    private boolean syncDoneUnacked;
+    private long syncDoneGen;
     /** The standby's handshake on the current link: its generation and copy state. */
     private Hello peerHello;
     /** Epoch bookkeeping (see DirtyMap): the previous epoch settles once the standby acked its last frame. */
@@ -95,7 +100,16 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private long previousEpochEndSeq;
     private long epochStartNanos;
     private long epochBytes;
-    private boolean recoveredExtentsPending = true;
+    private boolean recoveredExtentsPending;
+    /** Operator requests (admin thread → this thread). */
+    private volatile boolean paused;
+    private volatile boolean fullResyncRequested;
+    private volatile Boolean verifyRequested; // null: none; else whether to repair
+    /** The online verify in progress on this link: next block, and whether to repair. */
+    private long verifyNext = -1;
+    private boolean verifyRepair;
+    private final long[] verifyHashes = new long[2 * VERIFY_BATCH_BLOCKS];
+    private final java.util.BitSet verifySkip = new java.util.BitSet(VERIFY_BATCH_BLOCKS);
     /** Whether shipped dirty runs count as sync progress (a resync from the dirty map). */
     private boolean countProgress;
     /** A split brain was found: /status keeps saying so until an operator restarts one side. */
@@ -119,6 +133,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.blockSize = primary.config().blockSize();
         this.frameBlocks = WireProtocol.MAX_PAYLOAD_BYTES / blockSize;
         this.encoder = new BlockEncoder(primary.config().compression());
+        this.recoveredExtentsPending = primary.metadata().alRecoveryPending();
         this.thread = new Thread(this, "doppel-sender-" + primary.name());
         this.thread.setDaemon(true);
     }
@@ -135,6 +150,12 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         String lastProblem = "";
         while (running)
         {
+            if (paused)
+            {
+                state.replication(VolumeState.Replication.PAUSED);
+                sleep(50);
+                continue;
+            }
             state.replication(splitBrainSeen ? VolumeState.Replication.SPLIT_BRAIN : VolumeState.Replication.CONNECTING);
             long wait = backoff;
             try
@@ -236,7 +257,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final MetadataFile meta = primary.metadata();
         final Hello mine = Hello.of(WireProtocol.ROLE_PRIMARY, volume.size(), blockSize, node.name(), peer.name(),
             primary.name()).withGenerations(meta.currentGen(), meta.bitmapGen(), meta.disk().ordinal(),
-            meta.machineCrash() ? Hello.FLAG_UNCLEAN : 0);
+            meta.copyInDoubt() ? Hello.FLAG_UNCLEAN : 0);
         final ByteBuf buf = alloc.buffer();
         mine.encode(buf, WireProtocol.TYPE_HELLO, crc);
         channel.writeAndFlush(buf);
@@ -262,6 +283,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             throw new PeerRejectedException(splitBrain);
         }
         peerHello = reply;
+        splitBrainSeen = false;
         state.connected(true);
         state.connects.incrementAndGet();
         Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
@@ -277,10 +299,14 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final MetadataFile meta = primary.metadata();
         if (reply.bitmapGen() != 0 && !meta.knows(reply.currentGen()))
         {
+            final String both = meta.tracking()
+                ? " while " + node.name() + " did too (generation " + Long.toHexString(meta.currentGen()) + ")"
+                : "; " + node.name() + " lacks those writes";
             return "split brain on volume " + primary.name() + ": " + peer.name() + " took writes as primary (its data"
-                + " generation " + Long.toHexString(reply.currentGen()) + " is unknown here) while " + node.name()
-                + " did too (generation " + Long.toHexString(meta.currentGen()) + "); not resyncing. Pick the side"
-                + " to keep, and on the other move the metadata file away before restarting it";
+                + " generation " + Long.toHexString(reply.currentGen()) + " is unknown here)" + both + ". Not resyncing,"
+                + " nothing is overwritten. Decide which node's data survives: make that node primary, and on the"
+                + " other move this volume's metadata file away before starting it as standby (its copy is then"
+                + " compared in whole and overwritten)";
         }
         return null;
     }
@@ -304,7 +330,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         log.stopLogging();
         state.replication(VolumeState.Replication.SYNCING);
         state.disk(VolumeState.Disk.SYNCING);
-        if (dirtyMapSuffices(peerHello))
+        if (fullResyncRequested)
+        {
+            fullResyncRequested = false;
+            Log.info(component, "full resync requested by the operator: comparing the whole volume by hash");
+            compareAll();
+        }
+        else if (dirtyMapSuffices(peerHello))
         {
             resyncFromDirtyMap();
         }
@@ -475,7 +507,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             shipDirty(0, dirtyMap.blockCount());
         }
         while ((lastUnlogged = log.startLogging()) < 0);
-        syncDoneSeq = sendSyncDone();
+        syncDoneGen = log.loggingGeneration();
+        syncDoneSeq = sendSyncDone(syncDoneGen);
+        syncDoneUnacked = true;
         // Once SYNC_DONE is applied, the standby holds every write made before logging began.
         acks.onSent(syncDoneSeq, lastUnlogged);
         flush();
@@ -495,16 +529,136 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     }
 
     /** SYNC_DONE: seq u64 | the primary's current generation u64, which the standby adopts. */
-    private long sendSyncDone() throws LinkDownException
+    private long sendSyncDone(final long gen) throws LinkDownException
     {
         final long mySeq = ++seq;
         final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 16);
         final int frame = WireProtocol.beginFrame(buf, WireProtocol.TYPE_SYNC_DONE);
         buf.writeLong(mySeq);
-        buf.writeLong(primary.metadata().currentGen());
+        buf.writeLong(gen);
         WireProtocol.endFrame(buf, frame, crc);
         send(buf);
         return mySeq;
+    }
+
+    /**
+     * Compares one batch of blocks with the standby, in the replication stream's order. Our hash is taken
+     * now; the standby hashes when it reaches the request, after every frame sent before it. A block dirty
+     * before or after we hash it has a write on its way (writers mark before and after writing), so it is
+     * skipped, not reported. A differing block is counted, and with repair sent again at once.
+     */
+    private void verifyBatch() throws LinkDownException, InterruptedException
+    {
+        final long blocks = dirtyMap.blockCount();
+        final long start = verifyNext;
+        final int count = (int)Math.min(VERIFY_BATCH_BLOCKS, blocks - start);
+        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
+        verifySkip.clear();
+        for (int i = 0; i < count; i++)
+        {
+            final long block = start + i;
+            if (dirtyMap.isDirty(block))
+            {
+                verifySkip.set(i);
+                continue;
+            }
+            final long offset = block * blockSize;
+            final int length = blockLength(block);
+            final ByteBuffer window = volume.windowFor(offset);
+            final int index = volume.indexInWindow(offset);
+            final HashValue128 h = ZeroBlocks.isZero(window, index, length)
+                ? (length == blockSize ? zeroHash : BlockHash.ofZeros(length))
+                : BlockHash.of(window, index, length);
+            verifyHashes[2 * i] = h.getMostSignificantBits();
+            verifyHashes[2 * i + 1] = h.getLeastSignificantBits();
+            if (dirtyMap.isDirty(block))
+            {
+                verifySkip.set(i);
+            }
+        }
+        requestHashes(start, count);
+        flush();
+        final ByteBuf list = link.awaitHashList();
+        try
+        {
+            if (list.readableBytes() != 12L + (long)count * WireProtocol.HASH_BYTES || list.readLong() != start
+                || list.readInt() != count)
+            {
+                throw new ProtocolException("HASH_LIST frame does not answer the verify request for blocks " + start
+                    + "+" + count);
+            }
+            for (int i = 0; i < count; i++)
+            {
+                final long hi = list.readLong();
+                final long lo = list.readLong();
+                if (verifySkip.get(i))
+                {
+                    state.verifySkipped.incrementAndGet();
+                    continue;
+                }
+                if (hi != verifyHashes[2 * i] || lo != verifyHashes[2 * i + 1])
+                {
+                    final long block = start + i;
+                    state.verifyDiffering(block * blockSize);
+                    Log.warn(component, "verify: block " + block + " (offset " + block * blockSize + ") differs on "
+                        + peer.name() + (verifyRepair ? "; sending it again" : ""));
+                    if (verifyRepair)
+                    {
+                        // Not dirty (checked above), so no record will send it: claim and ship it now.
+                        dirtyMap.mark(block);
+                        shipDirty(block, block + 1);
+                        state.verifyRepaired.incrementAndGet();
+                    }
+                }
+            }
+        }
+        finally
+        {
+            list.release();
+        }
+        verifyNext = start + count;
+        state.verifiedBytes.set(Math.min(volume.size(), verifyNext * blockSize));
+        if (verifyNext >= blocks)
+        {
+            verifyNext = -1;
+            state.verifyEnded("done");
+            Log.info(component, "online verify done: " + state.verifyDifferingBlocks() + " block(s) differed, "
+                + state.verifyRepairedBlocks() + " sent again, " + state.verifySkippedBlocks()
+                + " skipped while being written");
+        }
+    }
+
+    /** Stops replicating (the link is closed; writes are tracked in the dirty map) until {@link #resume}. */
+    public void pause()
+    {
+        paused = true;
+    }
+
+    public void resume()
+    {
+        paused = false;
+    }
+
+    public boolean paused()
+    {
+        return paused;
+    }
+
+    /** Drops the link and, on the next connect, compares the whole volume by hash. */
+    public void requestFullResync()
+    {
+        fullResyncRequested = true;
+    }
+
+    /** Starts an online verify when the volume next streams (false: one is already running or asked for). */
+    public boolean requestVerify(final boolean repair)
+    {
+        if (verifyRequested != null || "running".equals(state.verifyState()))
+        {
+            return false;
+        }
+        verifyRequested = repair;
+        return true;
     }
 
     /**
@@ -536,17 +690,42 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             {
                 throw new LinkDownException(link.closeReason());
             }
-            maintainEpochs();
-            if (state.disk() != VolumeState.Disk.UP_TO_DATE && state.ackedSeq() >= syncDoneSeq)
+            if (paused)
             {
-                primary.metadata().peerInSync();
+                throw new LinkDownException("paused by the operator");
+            }
+            if (fullResyncRequested)
+            {
+                throw new LinkDownException("full resync requested by the operator; reconnecting");
+            }
+            maintainEpochs();
+            if (verifyRequested != null && verifyNext < 0)
+            {
+                verifyRepair = verifyRequested;
+                verifyRequested = null;
+                verifyNext = 0;
+                state.verifyStarted(volume.size(), verifyRepair);
+                Log.info(component, "online verify started" + (verifyRepair ? " (repairing differences)" : ""));
+            }
+            if (verifyNext >= 0 && state.disk() == VolumeState.Disk.UP_TO_DATE)
+            {
+                verifyBatch();
+            }
+            if (syncDoneUnacked && state.ackedSeq() >= syncDoneSeq)
+            {
+                syncDoneUnacked = false;
+                primary.metadata().peerInSync(syncDoneGen);
                 if (recoveredExtentsPending)
                 {
                     log.releaseRecoveredExtents();
+                    primary.metadata().alRecoveryDone();
                     recoveredExtentsPending = false;
                 }
-                state.disk(VolumeState.Disk.UP_TO_DATE);
-                Log.info(component, "standby " + peer.name() + " is up to date; streaming");
+                // Under the log's lock: an overflow in between keeps the state at behind/syncing.
+                if (log.ifLogging(() -> state.disk(VolumeState.Disk.UP_TO_DATE)))
+                {
+                    Log.info(component, "standby " + peer.name() + " is up to date; streaming");
+                }
             }
             if (log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordWhere, recordData))
             {
@@ -786,6 +965,12 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         log.stopLogging();
         // Whatever the standby did not acknowledge must be sent again on the next link.
         dirtyMap.returnInFlight();
+        syncDoneUnacked = false;
+        if (verifyNext >= 0)
+        {
+            verifyNext = -1;
+            state.verifyEnded("aborted: the link went down; run verify again");
+        }
         previousEpochBusy = false;
         state.connected(false);
         if (state.disk() == VolumeState.Disk.UP_TO_DATE)

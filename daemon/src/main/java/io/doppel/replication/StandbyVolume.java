@@ -22,7 +22,6 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     private final MetadataFile metadata;
     private final VolumeState state;
     private final AtomicReference<Channel> link = new AtomicReference<>();
-    private boolean doubtful;
 
     public StandbyVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
         final VolumeState state)
@@ -31,7 +30,6 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         this.volume = volume;
         this.metadata = metadata;
         this.state = state;
-        this.doubtful = metadata.machineCrash();
         state.replication(VolumeState.Replication.CONNECTING);
         state.disk(diskState(metadata.disk()));
         state.generationSource(metadata::currentGen);
@@ -59,18 +57,19 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     }
 
     /**
-     * Whether this copy may be behind what its metadata claims: the daemon died without closing it, so
-     * writes applied in its last second may not have reached the disk. Cleared by a completed sync.
+     * Whether this copy may differ from what its metadata claims (a machine crash lost applied writes, or
+     * it was a primary with writes the peer never got): the primary must compare the whole volume.
+     * Persisted; cleared by a completed sync.
      */
-    synchronized boolean doubtful()
+    boolean doubtful()
     {
-        return doubtful;
+        return metadata.copyInDoubt();
     }
 
     synchronized void syncCompleted(final long gen)
     {
         metadata.copyState(gen, MetadataFile.Disk.CONSISTENT);
-        doubtful = false;
+        metadata.alRecoveryDone(); // a standby's activity log has nothing to recover once its copy is whole
     }
 
     @Override

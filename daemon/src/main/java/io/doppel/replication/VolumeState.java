@@ -33,7 +33,7 @@ public final class VolumeState
         }
     }
 
-    private final VolumeConfig config;
+    private volatile VolumeConfig config;
     private final long size;
     private volatile Replication replication = Replication.CONNECTING;
     private volatile Disk disk = Disk.UNKNOWN;
@@ -46,6 +46,15 @@ public final class VolumeState
     private volatile String syncKind = "none";
     private volatile long syncStartBytesSent;
     private volatile LongSupplier generation = () -> 0;
+    private volatile String verifyState = "none";
+    private volatile boolean verifyRepair;
+    private final java.util.List<Long> verifyOffsets = new java.util.concurrent.CopyOnWriteArrayList<>();
+    final AtomicLong verifiedBytes = new AtomicLong();
+    final AtomicLong verifyTotalBytes = new AtomicLong();
+    final AtomicLong verifyDifferingBlocks = new AtomicLong();
+    final AtomicLong verifySkipped = new AtomicLong();
+    final AtomicLong verifyRepaired = new AtomicLong();
+    final AtomicLong verifyRuns = new AtomicLong();
 
     final AtomicLong bytesSent = new AtomicLong();
     final AtomicLong bytesReceived = new AtomicLong();
@@ -69,6 +78,12 @@ public final class VolumeState
     public VolumeConfig config()
     {
         return config;
+    }
+
+    /** After promote or demote: the volume's config with its new role. */
+    public void config(final VolumeConfig value)
+    {
+        config = value;
     }
 
     public long size()
@@ -159,6 +174,84 @@ public final class VolumeState
     {
         final long g = generation.getAsLong();
         return g == 0 ? "" : String.format("%016x", g);
+    }
+
+    /** Most differing offsets a verify keeps for /status (the count is exact). */
+    static final int VERIFY_OFFSETS_KEPT = 100;
+
+    void verifyStarted(final long total, final boolean repair)
+    {
+        verifyOffsets.clear();
+        verifiedBytes.set(0);
+        verifyTotalBytes.set(total);
+        verifyDifferingBlocks.set(0);
+        verifySkipped.set(0);
+        verifyRepaired.set(0);
+        verifyRepair = repair;
+        verifyState = "running";
+        verifyRuns.incrementAndGet();
+    }
+
+    void verifyDiffering(final long offset)
+    {
+        verifyDifferingBlocks.incrementAndGet();
+        if (verifyOffsets.size() < VERIFY_OFFSETS_KEPT)
+        {
+            verifyOffsets.add(offset);
+        }
+    }
+
+    void verifyEnded(final String how)
+    {
+        verifyState = how;
+    }
+
+    /** "none", "running", "done", or "aborted: why". */
+    public String verifyState()
+    {
+        return verifyState;
+    }
+
+    /** Verifies started so far (a client tells its own run from an earlier one by this). */
+    public long verifyRuns()
+    {
+        return verifyRuns.get();
+    }
+
+    public boolean verifyRepair()
+    {
+        return verifyRepair;
+    }
+
+    public long verifiedBytes()
+    {
+        return verifiedBytes.get();
+    }
+
+    public long verifyTotalBytes()
+    {
+        return verifyTotalBytes.get();
+    }
+
+    public long verifyDifferingBlocks()
+    {
+        return verifyDifferingBlocks.get();
+    }
+
+    public long verifySkippedBlocks()
+    {
+        return verifySkipped.get();
+    }
+
+    public long verifyRepairedBlocks()
+    {
+        return verifyRepaired.get();
+    }
+
+    /** Byte offsets of the first differing blocks found by the last verify. */
+    public java.util.List<Long> verifyDifferingOffsets()
+    {
+        return java.util.List.copyOf(verifyOffsets);
     }
 
     /** Where the volume's current generation is read from (its metadata). */

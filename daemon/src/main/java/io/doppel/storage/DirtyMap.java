@@ -280,6 +280,51 @@ public final class DirtyMap
         }
     }
 
+    /**
+     * Blocks {@code [from, to)} are being shipped but must stay dirty (a later write to them is still
+     * queued): only their in-flight bit is set. Drainer only.
+     */
+    public void flyBlocks(final long from, final long to)
+    {
+        long block = from;
+        while (block < to)
+        {
+            final long w = block >>> 6;
+            final int lo = (int)(block & 63);
+            final int hi = (int)Math.min(64, to - (w << 6));
+            final long mask = rangeMask(lo, hi);
+            final long wasFlying = (long)WORDS.getAndBitwiseOr(bits, flightIndex(w, epoch), mask);
+            inFlightBlocks.addAndGet(Long.bitCount(mask & ~wasFlying & ~flight(w, epoch ^ 1)));
+            touch(epoch, w);
+            block = (w << 6) + hi;
+        }
+    }
+
+    /** Claims blocks {@code [from, to)}: in flight in the current epoch, no longer dirty. Drainer only. */
+    public void claimBlocks(final long from, final long to)
+    {
+        long block = from;
+        while (block < to)
+        {
+            final long w = block >>> 6;
+            final int lo = (int)(block & 63);
+            final int hi = (int)Math.min(64, to - (w << 6));
+            moveToFlight(w, rangeMask(lo, hi));
+            block = (w << 6) + hi;
+        }
+    }
+
+    /** Block index range touched by a byte range: {@code [firstBlock(offset), endBlock(offset, length))}. */
+    public long firstBlock(final long offset)
+    {
+        return offset >>> blockShift;
+    }
+
+    public long endBlock(final long offset, final long length)
+    {
+        return length <= 0 ? offset >>> blockShift : ((offset + length - 1) >>> blockShift) + 1;
+    }
+
     /** In flight first, then not dirty: a crash in between leaves the block both, never neither. */
     private void moveToFlight(final long w, final long mask)
     {
@@ -310,6 +355,44 @@ public final class DirtyMap
     /** The standby holds everything claimed in {@code e}: clears that epoch's in-flight bits. Drainer only. */
     public void settleEpoch(final int e)
     {
+        forEachTouchedWord(e, w ->
+        {
+            final long old = (long)WORDS.getAndSet(bits, flightIndex(w, e), 0L);
+            if (old != 0)
+            {
+                inFlightBlocks.addAndGet(-Long.bitCount(old & ~flight(w, e ^ 1)));
+            }
+        });
+    }
+
+    /**
+     * Turns every in-flight block back into a dirty block: the link dropped before the standby
+     * acknowledged them, or the process died. Returns how many blocks were in flight. Drainer only.
+     */
+    public long returnInFlight()
+    {
+        final long[] returned = new long[1];
+        for (int e = 0; e < 2; e++)
+        {
+            final int epochNow = e;
+            forEachTouchedWord(e, w ->
+            {
+                final long f = (long)WORDS.getAndSet(bits, flightIndex(w, epochNow), 0L);
+                if (f != 0)
+                {
+                    final long old = (long)WORDS.getAndBitwiseOr(bits, index(w), f);
+                    dirtyBlocks.addAndGet(Long.bitCount(f & ~old));
+                    returned[0] += Long.bitCount(f & ~flight(w, epochNow ^ 1)); // a block in both epochs counts once
+                }
+            });
+        }
+        inFlightBlocks.set(0);
+        return returned[0];
+    }
+
+    /** Calls {@code action} for every word of a chunk epoch {@code e} may have touched, and forgets the chunks. */
+    private void forEachTouchedWord(final int e, final java.util.function.LongConsumer action)
+    {
         final long[] chunks = touchedChunks[e];
         for (int c = 0; c < chunks.length; c++)
         {
@@ -322,50 +405,10 @@ public final class DirtyMap
                 final long last = Math.min(wordCount, (chunk + 1) << 6);
                 for (long w = chunk << 6; w < last; w++)
                 {
-                    final long old = (long)WORDS.getAndSet(bits, flightIndex(w, e), 0L);
-                    if (old != 0)
-                    {
-                        inFlightBlocks.addAndGet(-Long.bitCount(old & ~flight(w, e ^ 1)));
-                    }
+                    action.accept(w);
                 }
             }
         }
-    }
-
-    /**
-     * Turns every in-flight block back into a dirty block: the link dropped before the standby
-     * acknowledged them, or the process died. Returns how many blocks were in flight. Drainer only.
-     */
-    public long returnInFlight()
-    {
-        long returned = 0;
-        for (int e = 0; e < 2; e++)
-        {
-            final long[] chunks = touchedChunks[e];
-            for (int c = 0; c < chunks.length; c++)
-            {
-                long set = chunks[c];
-                chunks[c] = 0;
-                while (set != 0)
-                {
-                    final long chunk = ((long)c << 6) + Long.numberOfTrailingZeros(set);
-                    set &= set - 1;
-                    final long last = Math.min(wordCount, (chunk + 1) << 6);
-                    for (long w = chunk << 6; w < last; w++)
-                    {
-                        final long f = (long)WORDS.getAndSet(bits, flightIndex(w, e), 0L);
-                        if (f != 0)
-                        {
-                            final long old = (long)WORDS.getAndBitwiseOr(bits, index(w), f);
-                            dirtyBlocks.addAndGet(Long.bitCount(f & ~old));
-                            returned += Long.bitCount(f);
-                        }
-                    }
-                }
-            }
-        }
-        inFlightBlocks.set(0);
-        return returned;
     }
 
     /** Blocks claimed and not yet settled. */

@@ -64,6 +64,13 @@ public final class MetadataFile implements Closeable
 
     /** Flag: the file was closed cleanly (bitmap forced, nothing in flight). */
     public static final int FLAG_CLEAN = 1;
+    /** Flag: a machine crash was found; the activity-log extents must be compared before the log is trusted. */
+    public static final int FLAG_AL_RECOVERY = 2;
+    /**
+     * Flag: this copy may hold blocks the primary does not know about or may have lost some it was sent
+     * (a machine crash, or a former primary that had unreplicated writes): a whole-volume compare is due.
+     */
+    public static final int FLAG_COPY_IN_DOUBT = 4;
 
     public static final int ROLE_NONE = 0;
     public static final int ROLE_PRIMARY = 1;
@@ -133,9 +140,16 @@ public final class MetadataFile implements Closeable
         this.dirtyMap = new DirtyMap(map, HEADERS_BYTES + alBytes, blocks, blockSize);
         // Nothing is in flight before the link is up: what a dead process had in flight is dirty again.
         this.recoveredInFlight = dirtyMap.returnInFlight();
-        if (openedClean || sameBoot)
+        if (!openedClean && !sameBoot)
         {
-            activityLog.clear(); // the dirty map is exact after a clean close or a mere process crash
+            flags |= FLAG_AL_RECOVERY | FLAG_COPY_IN_DOUBT; // persisted by markOpen()
+        }
+        if ((flags & FLAG_AL_RECOVERY) == 0)
+        {
+            // The dirty map is exact after a clean close or a mere process crash; make what the dead
+            // process left in the page cache durable before the log that covered it is emptied.
+            map.force();
+            activityLog.clear();
         }
     }
 
@@ -188,7 +202,8 @@ public final class MetadataFile implements Closeable
             {
                 header = header(UUID.randomUUID(), volumeSize, blockSize, bitmapBytes);
                 channel.write(ByteBuffer.wrap(new byte[1]), total - 1);
-                channel.write(header.duplicate(), 0);
+                // sequence 1 lives in copy 1, so the first update (sequence 2) does not overwrite the only copy
+                channel.write(header.duplicate(), HEADER_BYTES);
                 channel.force(true);
                 // the new file's name must survive a crash too
                 try (FileChannel dir = FileChannel.open(path.toAbsolutePath().getParent(), StandardOpenOption.READ))
@@ -267,15 +282,14 @@ public final class MetadataFile implements Closeable
                 {
                     firstProblem = e;
                 }
-                if (copy == 0 && e.getMessage().contains("bad magic"))
-                {
-                    throw e; // not ours at all: do not look further
-                }
+
             }
         }
         if (best == null)
         {
-            throw firstProblem;
+            throw firstProblem.getMessage().contains("bad magic") && both.limit() >= HEADERS_BYTES
+                && both.duplicate().position(HEADER_BYTES).mismatch(ByteBuffer.wrap(MAGIC)) == MAGIC.length
+                ? new IOException(path + ": both metadata header copies are damaged") : firstProblem;
         }
         return best;
     }
@@ -441,6 +455,38 @@ public final class MetadataFile implements Closeable
         return recoveredInFlight;
     }
 
+    /** After a machine crash: the activity-log extents still have to be compared with the peer. */
+    public synchronized boolean alRecoveryPending()
+    {
+        return (flags & FLAG_AL_RECOVERY) != 0;
+    }
+
+    /** The recovery resync after a machine crash completed: the activity log may be trusted and cool again. */
+    public synchronized void alRecoveryDone()
+    {
+        if ((flags & FLAG_AL_RECOVERY) != 0)
+        {
+            flags &= ~FLAG_AL_RECOVERY;
+            persist();
+        }
+    }
+
+    /** Whether this copy needs a whole-volume compare before anything else (see {@link #FLAG_COPY_IN_DOUBT}). */
+    public synchronized boolean copyInDoubt()
+    {
+        return (flags & FLAG_COPY_IN_DOUBT) != 0;
+    }
+
+    /** Records durably that this copy needs a whole-volume compare. */
+    public synchronized void doubtCopy()
+    {
+        if ((flags & FLAG_COPY_IN_DOUBT) == 0)
+        {
+            flags |= FLAG_COPY_IN_DOUBT;
+            persist();
+        }
+    }
+
     public synchronized long currentGen()
     {
         return currentGen;
@@ -511,10 +557,13 @@ public final class MetadataFile implements Closeable
         return bitmapGen != 0;
     }
 
-    /** The standby now holds this primary's {@code current} generation: the tracking base is gone. */
-    public synchronized void peerInSync()
+    /**
+     * The standby confirmed it adopted {@code gen}: when that is still this primary's current generation,
+     * the tracking base is gone (a newer generation started since keeps its base).
+     */
+    public synchronized void peerInSync(final long gen)
     {
-        if (bitmapGen != 0)
+        if (bitmapGen != 0 && gen == currentGen)
         {
             bitmapGen = 0;
             persist();
@@ -524,17 +573,21 @@ public final class MetadataFile implements Closeable
     /** A standby's copy: which generation it holds and in what state. Persisted before returning. */
     public synchronized void copyState(final long gen, final Disk state)
     {
-        if (gen != currentGen || state != disk)
+        final int newFlags = state == Disk.CONSISTENT ? flags & ~FLAG_COPY_IN_DOUBT : flags; // a finished sync
+        if (gen == currentGen && state == disk && bitmapGen == 0 && newFlags == flags)
         {
-            if (gen != currentGen && currentGen != 0)
-            {
-                historyGens[1] = historyGens[0];
-                historyGens[0] = currentGen;
-            }
-            currentGen = gen;
-            disk = state;
-            persist();
+            return;
         }
+        if (gen != currentGen && currentGen != 0)
+        {
+            historyGens[1] = historyGens[0];
+            historyGens[0] = currentGen;
+        }
+        currentGen = gen;
+        bitmapGen = 0; // a standby tracks nothing of its own
+        disk = state;
+        flags = newFlags;
+        persist();
     }
 
     private static long newGen()

@@ -208,7 +208,7 @@ class StreamingReplicationTest
         }
     }
 
-    private static void assertIdentical(final TestCluster cluster, final DoppelNode alpha, final DoppelNode beta)
+    static void assertIdentical(final TestCluster cluster, final DoppelNode alpha, final DoppelNode beta)
         throws Exception
     {
         alpha.primary("vm1").flush();

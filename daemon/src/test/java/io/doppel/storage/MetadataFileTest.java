@@ -195,7 +195,9 @@ class MetadataFileTest
             assertThat(meta.role()).isEqualTo(MetadataFile.ROLE_PRIMARY);
             assertThat(meta.bitmapGen()).isEqualTo(first);
             assertThat(meta.tracking()).isTrue();
-            meta.peerInSync();
+            meta.peerInSync(first); // an old generation: the tracking base stays
+            assertThat(meta.tracking()).isTrue();
+            meta.peerInSync(meta.currentGen());
             assertThat(meta.tracking()).isFalse();
             meta.copyState(42, MetadataFile.Disk.INCONSISTENT);
         }
@@ -241,8 +243,69 @@ class MetadataFileTest
         try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
         {
             assertThat(meta.machineCrash()).isTrue();
+            assertThat(meta.alRecoveryPending()).isTrue();
+            assertThat(meta.copyInDoubt()).isTrue();
             assertThat(meta.activityLog().recoveredExtents()).containsExactlyInAnyOrder(5L, 7L);
             assertThat(meta.activityLog().damaged()).isFalse();
+        }
+        // Restarted (cleanly, same boot) before any resync: the recovery is still owed, the extents kept.
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.machineCrash()).isFalse();
+            assertThat(meta.alRecoveryPending()).isTrue();
+            assertThat(meta.copyInDoubt()).isTrue();
+            assertThat(meta.activityLog().recoveredExtents()).containsExactlyInAnyOrder(5L, 7L);
+            meta.alRecoveryDone();
+            meta.copyState(9, MetadataFile.Disk.CONSISTENT);
+            assertThat(meta.copyInDoubt()).isFalse();
+        }
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.alRecoveryPending()).isFalse();
+            assertThat(meta.activityLog().recoveredExtents()).isEmpty();
+        }
+    }
+
+    @Test
+    void aTornFirstUpdateOrAGarbageFirstCopyLeavesTheOtherCopy() throws IOException
+    {
+        final Path path = metaPath();
+        final UUID uuid;
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            uuid = meta.uuid();
+        }
+        // copy 0 zeroed (torn, or never written): copy 1 still opens
+        for (int i = 0; i < 64; i++)
+        {
+            patch(path, i, (byte)0);
+        }
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.uuid()).isEqualTo(uuid);
+        }
+        // the newest copy torn: the older one is used
+        final int newest = readHeader(path, 0).getLong(MetadataFile.SEQUENCE_OFFSET)
+            > readHeader(path, 1).getLong(MetadataFile.SEQUENCE_OFFSET) ? 0 : 1;
+        patch(path, (long)newest * MetadataFile.HEADER_BYTES + 200, (byte)0x77);
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.uuid()).isEqualTo(uuid);
+        }
+    }
+
+    @Test
+    void aNewFileSurvivesATornFirstUpdate() throws IOException
+    {
+        final Path path = metaPath();
+        MetadataFile.openOrCreate(path, SIZE, BLOCK).close(false);
+        // The file as creation left it had sequence 1 in copy 1; the first update (sequence 2) went to
+        // copy 0. Tear copy 0: the creation header must still open.
+        patch(path, 100, (byte)0x42);
+        try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
+        {
+            assertThat(meta.uuid()).isNotNull();
+            assertThat(meta.dirtyMap().dirtyBlocks()).isZero();
         }
     }
 
@@ -279,6 +342,7 @@ class MetadataFileTest
         final Path path = metaPath();
         MetadataFile.openOrCreate(path, SIZE, BLOCK).close();
         patch(path, 7, (byte)'X');
+        patch(path, MetadataFile.HEADER_BYTES + 7, (byte)'X');
         assertThatThrownBy(() -> MetadataFile.openOrCreate(path, SIZE, BLOCK))
             .isInstanceOf(IOException.class)
             .hasMessageContaining("bad magic")

@@ -1,0 +1,307 @@
+package io.doppel.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.doppel.config.Units;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.io.IOException;
+import java.net.URI;
+import java.net.URLEncoder;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The operator's verbs on a running daemon's volume, sent to its admin endpoint as
+ * {@code POST /volumes/VOL/VERB}. Exit codes: 0 done, 1 the daemon refused or could not be reached, or
+ * verify found differences it did not repair, 2 bad usage.
+ */
+final class VerbCommands
+{
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private VerbCommands()
+    {
+    }
+
+    /** Shared: the volume and where its daemon is. */
+    abstract static class Verb implements Callable<Integer>
+    {
+        @Parameters(index = "0", paramLabel = "VOL", description = "the volume's name")
+        String volume;
+
+        @Mixin
+        AdminOptions where = new AdminOptions();
+
+        abstract String verb();
+
+        String query()
+        {
+            return "";
+        }
+
+        @Override
+        public Integer call() throws Exception
+        {
+            final String address = where.address();
+            if (address == null)
+            {
+                return 2;
+            }
+            if (!before(address))
+            {
+                return 1;
+            }
+            final JsonNode answer = post(address, volume, verb(), query());
+            if (answer == null)
+            {
+                return 1;
+            }
+            System.out.println(volume + ": " + answer.path("message").asText());
+            return afterwards(address);
+        }
+
+        /** What to note before sending the verb; false after printing why the verb cannot be sent. */
+        boolean before(final String address) throws Exception
+        {
+            return true;
+        }
+
+        /** What to do once the daemon accepted the verb (wait for a long one); the exit code. */
+        int afterwards(final String address) throws Exception
+        {
+            return 0;
+        }
+    }
+
+    @Command(name = "pause", mixinStandardHelpOptions = true,
+        description = "Stop replicating VOL (on its primary): the link is closed, writes go on and are tracked.")
+    static final class Pause extends Verb
+    {
+        @Override
+        String verb()
+        {
+            return "pause";
+        }
+    }
+
+    @Command(name = "resume", mixinStandardHelpOptions = true,
+        description = "Replicate VOL again after pause: the standby resyncs from the dirty map.")
+    static final class Resume extends Verb
+    {
+        @Override
+        String verb()
+        {
+            return "resume";
+        }
+    }
+
+    @Command(name = "resync", mixinStandardHelpOptions = true,
+        description = "Compare the whole of VOL with its standby by hash and send what differs (a full resync).")
+    static final class Resync extends Verb
+    {
+        @Override
+        String verb()
+        {
+            return "resync";
+        }
+    }
+
+    @Command(name = "promote", mixinStandardHelpOptions = true,
+        description = "Make this node primary for VOL (not built yet: change role in the config and restart).")
+    static final class Promote extends Verb
+    {
+        @Option(names = "--force", description = "promote even an inconsistent copy")
+        boolean force;
+
+        @Override
+        String verb()
+        {
+            return "promote";
+        }
+
+        @Override
+        String query()
+        {
+            return force ? "force=true" : "";
+        }
+    }
+
+    @Command(name = "demote", mixinStandardHelpOptions = true,
+        description = "Make this node standby for VOL (not built yet: change role in the config and restart).")
+    static final class Demote extends Verb
+    {
+        @Override
+        String verb()
+        {
+            return "demote";
+        }
+    }
+
+    @Command(name = "verify", mixinStandardHelpOptions = true,
+        description = {"Compare VOL with its standby block by block, online, while it replicates, and report the"
+            + " blocks that differ. Blocks being written during the compare are skipped.",
+            "Exit 0: no difference (or all repaired); 1: differences found, or the verify did not finish."})
+    static final class Verify extends Verb
+    {
+        @Option(names = "--repair", description = "send differing blocks again")
+        boolean repair;
+
+        @Option(names = "--no-wait", description = "return once the verify is started")
+        boolean noWait;
+
+        @Option(names = "--timeout", defaultValue = "3600", paramLabel = "SECONDS",
+            description = "give up waiting after this long (default: ${DEFAULT-VALUE})")
+        long timeoutSeconds;
+
+        /** Verifies the daemon had run before ours: ours is the next one. */
+        private long runsBefore;
+
+        @Override
+        String verb()
+        {
+            return "verify";
+        }
+
+        @Override
+        boolean before(final String address) throws Exception
+        {
+            final JsonNode v = volumeStatus(address, volume);
+            if (v == null)
+            {
+                return false;
+            }
+            runsBefore = v.path("verify").path("runs").asLong();
+            return true;
+        }
+
+        @Override
+        String query()
+        {
+            return repair ? "repair=true" : "";
+        }
+
+        @Override
+        int afterwards(final String address) throws Exception
+        {
+            if (noWait)
+            {
+                return 0;
+            }
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+            String lastLine = "";
+            while (System.nanoTime() < deadline)
+            {
+                final JsonNode v = volumeStatus(address, volume);
+                if (v == null)
+                {
+                    return 1;
+                }
+                final JsonNode verify = v.path("verify");
+                final String state = verify.path("state").asText();
+                final boolean ours = verify.path("runs").asLong() > runsBefore;
+                if (ours && !"running".equals(state))
+                {
+                    return report(verify, state);
+                }
+                final long total = verify.path("totalBytes").asLong();
+                final String line = ours && total > 0
+                    ? String.format(Locale.ROOT, "verifying %s: %.0f%% of %s, %d differing so far", volume,
+                        100.0 * verify.path("verifiedBytes").asLong() / total, Units.formatBytes(total),
+                        verify.path("differingBlocks").asLong())
+                    : "waiting for " + volume + " to stream (replication " + v.path("replication").asText() + ")";
+                if (!line.equals(lastLine))
+                {
+                    System.err.println(line);
+                    lastLine = line;
+                }
+                Thread.sleep(500);
+            }
+            System.err.println("doppel: verify of " + volume + " did not finish within " + timeoutSeconds
+                + " s; it goes on in the daemon (see verify in doppel status --json)");
+            return 1;
+        }
+
+        private int report(final JsonNode verify, final String state)
+        {
+            final long differing = verify.path("differingBlocks").asLong();
+            final long repaired = verify.path("repairedBlocks").asLong();
+            System.out.println(volume + ": verify " + state + ": " + differing + " block(s) differ, " + repaired
+                + " sent again, " + verify.path("skippedBlocks").asLong() + " skipped while being written");
+            int shown = 0;
+            for (final JsonNode offset : verify.path("differingOffsets"))
+            {
+                if (shown++ == 20)
+                {
+                    System.out.println("  ...");
+                    break;
+                }
+                System.out.println("  differs at offset " + offset.asLong());
+            }
+            if (!"done".equals(state))
+            {
+                return 1;
+            }
+            return differing == repaired ? 0 : 1;
+        }
+    }
+
+    /** POSTs the verb; prints the daemon's refusal or why it could not be reached and returns null then. */
+    static JsonNode post(final String address, final String volume, final String verb, final String query)
+        throws InterruptedException
+    {
+        final URI uri = URI.create("http://" + address + "/volumes/" + URLEncoder.encode(volume, StandardCharsets.UTF_8)
+            + "/" + verb + (query.isEmpty() ? "" : "?" + query));
+        try
+        {
+            final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
+            final HttpResponse<String> r = client.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10))
+                .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.ofString());
+            final JsonNode body = JSON.readTree(r.body());
+            if (r.statusCode() != 200)
+            {
+                System.err.println("doppel: " + verb + " " + volume + " refused by the daemon at " + address + ": "
+                    + body.path("error").asText(r.body().trim()));
+                return null;
+            }
+            return body;
+        }
+        catch (final IOException e)
+        {
+            System.err.println("doppel: cannot reach the admin endpoint at " + uri + ": " + StatusCommand.describe(e)
+                + "; is the daemon running? (choose another with --admin HOST:PORT)");
+            return null;
+        }
+    }
+
+    /** The named volume's /status entry, or null after printing why not. */
+    static JsonNode volumeStatus(final String address, final String volume) throws InterruptedException
+    {
+        try
+        {
+            final JsonNode status = JSON.readTree(StatusCommand.fetch(URI.create("http://" + address + "/status")));
+            for (final JsonNode v : status.path("volumes"))
+            {
+                if (volume.equals(v.path("name").asText()))
+                {
+                    return v;
+                }
+            }
+            System.err.println("doppel: no volume " + volume + " in the status of " + address);
+        }
+        catch (final IOException e)
+        {
+            System.err.println("doppel: lost the admin endpoint at " + address + ": " + StatusCommand.describe(e));
+        }
+        return null;
+    }
+}
