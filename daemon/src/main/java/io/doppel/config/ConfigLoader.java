@@ -32,7 +32,7 @@ public final class ConfigLoader
         "heartbeat-timeout", "log-level");
     private static final List<String> PEER_KEYS = List.of("name", "address");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
-        "compression", "replication-log-size", "nbd", "ack");
+        "compression", "replication-log-size", "nbd", "ack", "after-split-brain");
     private static final List<String> LOG_LEVELS = List.of("error", "warn", "info", "debug");
 
     private final String source;
@@ -217,7 +217,19 @@ public final class ConfigLoader
         {
             throw fail(where + "ack=\"" + ackText + "\": expected async | received | sync");
         }
-        return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes, nbd, ack);
+        final String splitText = string(v, "after-split-brain", VolumeConfig.DEFAULT_AFTER_SPLIT_BRAIN, where);
+        final VolumeConfig.AfterSplitBrain afterSplitBrain;
+        try
+        {
+            afterSplitBrain = VolumeConfig.AfterSplitBrain.valueOf(splitText.toUpperCase(Locale.ROOT).replace('-', '_'));
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + "after-split-brain=\"" + splitText
+                + "\": expected disconnect | discard-younger-primary | discard-least-changes");
+        }
+        return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes, nbd, ack,
+            afterSplitBrain);
     }
 
     private List<JsonNode> arrayOfTables(final JsonNode root, final String key) throws ConfigException

@@ -6,8 +6,31 @@ import java.nio.file.Path;
 
 /** A {@code [[volume]]} entry: one replicated image or block device and its role on this node. */
 public record VolumeConfig(String name, Path path, long size, Role role, String peer, int blockSize,
-    Compression compression, long logBytes, String nbd, Ack ack)
+    Compression compression, long logBytes, String nbd, Ack ack, AfterSplitBrain afterSplitBrain)
 {
+    public VolumeConfig(final String name, final Path path, final long size, final Role role, final String peer,
+        final int blockSize, final Compression compression, final long logBytes, final String nbd, final Ack ack)
+    {
+        this(name, path, size, role, peer, blockSize, compression, logBytes, nbd, ack, AfterSplitBrain.DISCONNECT);
+    }
+
+    public static final String DEFAULT_AFTER_SPLIT_BRAIN = "disconnect";
+
+    /**
+     * What the primary does when both sides took writes since they last agreed: {@code disconnect} (refuse,
+     * wait for the operator), or pick the side whose changes are discarded — the one that started
+     * writing alone later, or the one with fewer changed blocks. In one-way mode only the standby's
+     * changes can be discarded; when the policy picks the primary, the link is refused as with disconnect.
+     */
+    public enum AfterSplitBrain
+    {
+        DISCONNECT, DISCARD_YOUNGER_PRIMARY, DISCARD_LEAST_CHANGES;
+
+        public String configName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
+        }
+    }
     public static final String DEFAULT_BLOCK_SIZE = "4KiB";
     public static final int MIN_BLOCK_SIZE = 4096;
     public static final int MAX_BLOCK_SIZE = 1 << 20;
@@ -51,7 +74,8 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
     /** This volume with another role (promote, demote). */
     public VolumeConfig withRole(final Role newRole)
     {
-        return new VolumeConfig(name, path, size, newRole, peer, blockSize, compression, logBytes, nbd, ack);
+        return new VolumeConfig(name, path, size, newRole, peer, blockSize, compression, logBytes, nbd, ack,
+            afterSplitBrain);
     }
 
     /** Where this volume's metadata (identity, dirty bitmap) lives. */

@@ -11,24 +11,30 @@ import java.util.zip.CRC32C;
  * <pre>
  * body: magic u32 | versionMin u16 | versionMax u16 | role u8 | reserved u8[3] | size u64 | blockSize u32
  *       | node name | target name | volume name        (name = u16 length + UTF-8, at most 255 bytes)
- *       | currentGen u64 | bitmapGen u64 | disk u8 | flags u8           (since version 2)
+ *       | currentGen u64 | bitmapGen u64 | disk u8 | flags u8 | trackingSince u64 | changedBlocks u64
+ *                                                                                  (since version 2)
  * </pre>
  *
  * {@code target} is the node the sender believes it is talking to, so a link plugged into the wrong
  * host is refused by both ends. The generation identifiers and the copy's state ({@code disk}: 0 unknown,
- * 1 consistent, 2 inconsistent; flag 1: the sender's metadata was not closed cleanly) let the primary
- * choose between a resync from its dirty map and a hash compare, and detect a split brain.
+ * 1 consistent, 2 inconsistent; flag 1: the sender's copy is in doubt) let the primary choose between a
+ * resync from its dirty map and a hash compare, and detect a split brain; when it took writes alone, when
+ * that began ({@code trackingSince}, ms) and how many blocks it changed let a split-brain policy pick a side.
  */
 public record Hello(int magic, int versionMin, int versionMax, int role, long size, int blockSize, String node,
-    String target, String volume, long currentGen, long bitmapGen, int disk, int flags)
+    String target, String volume, long currentGen, long bitmapGen, int disk, int flags, long trackingSince,
+    long changedBlocks)
 {
+    /** Bytes of the version-2 fields after the names. */
+    public static final int GENERATION_BYTES = 34;
+
     /** Flag: the sender's metadata was not closed cleanly (it crashed or was killed). */
     public static final int FLAG_UNCLEAN = 1;
 
     public Hello(final int magic, final int versionMin, final int versionMax, final int role, final long size,
         final int blockSize, final String node, final String target, final String volume)
     {
-        this(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, 0, 0, 0, 0);
+        this(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, 0, 0, 0, 0, 0, 0);
     }
 
     public static Hello of(final int role, final long size, final int blockSize, final String node,
@@ -42,7 +48,14 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
     public Hello withGenerations(final long current, final long bitmap, final int diskState, final int helloFlags)
     {
         return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, current, bitmap,
-            diskState, helloFlags);
+            diskState, helloFlags, trackingSince, changedBlocks);
+    }
+
+    /** This hello with when the sender started writing alone and how many blocks it changed since. */
+    public Hello withChanges(final long since, final long changed)
+    {
+        return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, currentGen,
+            bitmapGen, disk, flags, since, changed);
     }
 
     public void encode(final ByteBuf buf, final int type, final CRC32C crc)
@@ -62,6 +75,8 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
         buf.writeLong(bitmapGen);
         buf.writeByte(disk);
         buf.writeByte(flags);
+        buf.writeLong(trackingSince);
+        buf.writeLong(changedBlocks);
         WireProtocol.endFrame(buf, start, crc);
     }
 
@@ -87,18 +102,18 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
         final String node = WireProtocol.readName(body, "handshake node");
         final String target = WireProtocol.readName(body, "handshake target");
         final String volume = WireProtocol.readName(body, "handshake volume");
-        if (body.readableBytes() < 18)
+        if (body.readableBytes() < GENERATION_BYTES)
         {
             if (versionMax >= 2 && versionMin <= WireProtocol.VERSION_MAX)
             {
                 throw new ProtocolException("handshake: truncated generations, " + body.readableBytes()
-                    + " bytes after the names (expected 18)");
+                    + " bytes after the names (expected " + GENERATION_BYTES + ")");
             }
             // a version-1 peer: no generations (its version is refused by mismatch())
             return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume);
         }
         return new Hello(magic, versionMin, versionMax, role, size, blockSize, node, target, volume, body.readLong(),
-            body.readLong(), body.readUnsignedByte(), body.readUnsignedByte());
+            body.readLong(), body.readUnsignedByte(), body.readUnsignedByte(), body.readLong(), body.readLong());
     }
 
     /** The highest version both sides speak, or -1. */

@@ -3,6 +3,7 @@ package io.doppel.replication;
 import com.dynatrace.hash4j.hashing.HashValue128;
 import io.doppel.config.NodeConfig;
 import io.doppel.config.PeerConfig;
+import io.doppel.config.VolumeConfig;
 import io.doppel.log.Log;
 import io.doppel.net.FrameDecoder;
 import io.doppel.net.Hello;
@@ -51,6 +52,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     static final long MAX_BACKOFF_MS = 5_000;
     static final long REJECTED_BACKOFF_MS = 10_000;
     static final long EPOCH_NANOS = TimeUnit.MILLISECONDS.toNanos(200);
+    static final int SYNC_FROM_DIRTY_MAP = 0;
+    static final int SYNC_FULL = 1;
+    static final int SYNC_DISCARD_STANDBY_CHANGES = 2;
     /** An epoch ends after this many claimed bytes (or EPOCH_NANOS): it bounds what a link drop sends again. */
     static final long EPOCH_BYTES = 4L << 20;
     /** Blocks compared per verify round trip, between replicated writes. */
@@ -114,6 +118,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private boolean countProgress;
     /** A split brain was found: /status keeps saying so until an operator restarts one side. */
     private boolean splitBrainSeen;
+    /** The split-brain policy chose the standby's changes to be discarded on this link. */
+    private boolean discardStandbyChanges;
     private long flushRequestedLsn;
     private long lastSentLsn;
 
@@ -257,7 +263,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final MetadataFile meta = primary.metadata();
         final Hello mine = Hello.of(WireProtocol.ROLE_PRIMARY, volume.size(), blockSize, node.name(), peer.name(),
             primary.name()).withGenerations(meta.currentGen(), meta.bitmapGen(), meta.disk().ordinal(),
-            meta.copyInDoubt() ? Hello.FLAG_UNCLEAN : 0);
+            meta.copyInDoubt() ? Hello.FLAG_UNCLEAN : 0).withChanges(meta.trackingSince(), changedBlocks());
         final ByteBuf buf = alloc.buffer();
         mine.encode(buf, WireProtocol.TYPE_HELLO, crc);
         channel.writeAndFlush(buf);
@@ -272,8 +278,25 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             channel.writeAndFlush(reject);
             throw new PeerRejectedException(why);
         }
-        final String splitBrain = splitBrain(reply);
+        String splitBrain = splitBrain(reply);
+        discardStandbyChanges = false;
         if (splitBrain != null)
+        {
+            final String verdict = afterSplitBrain(reply);
+            if (verdict == null)
+            {
+                discardStandbyChanges = true;
+                Log.warn(component, splitBrain.substring(0, splitBrain.indexOf(". ") + 1) + " after-split-brain = \""
+                    + primary.config().afterSplitBrain().configName() + "\": discarding the changes of " + peer.name()
+                    + " (" + reply.changedBlocks() + " block(s); it saves them beside its metadata first) and"
+                    + " comparing the whole volume");
+            }
+            else
+            {
+                splitBrain = splitBrain + " (" + verdict + ")";
+            }
+        }
+        if (splitBrain != null && !discardStandbyChanges)
         {
             splitBrainSeen = true;
             state.replication(VolumeState.Replication.SPLIT_BRAIN);
@@ -311,6 +334,54 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         return null;
     }
 
+    /** Blocks this primary changed that its peer may lack (dirty or in flight). */
+    private long changedBlocks()
+    {
+        return dirtyMap.dirtyBlocks() + dirtyMap.inFlightBlocks();
+    }
+
+    /**
+     * Applies the volume's {@code after-split-brain} policy: null when the standby's changes are to be
+     * discarded, else why the link is refused. One-way mode can only overwrite the standby.
+     */
+    private String afterSplitBrain(final Hello reply)
+    {
+        final VolumeConfig.AfterSplitBrain policy = primary.config().afterSplitBrain();
+        final MetadataFile meta = primary.metadata();
+        switch (policy)
+        {
+            case DISCARD_LEAST_CHANGES:
+                final long mine = changedBlocks();
+                if (reply.changedBlocks() < mine)
+                {
+                    return null;
+                }
+                if (reply.changedBlocks() > mine)
+                {
+                    return "after-split-brain = \"discard-least-changes\" picks this primary (" + mine + " changed block(s)"
+                        + " against " + reply.changedBlocks() + "): demote it and promote " + peer.name() + " to apply that";
+                }
+                return youngerPrimary(reply, meta, "discard-least-changes (a tie, so the younger primary)");
+            case DISCARD_YOUNGER_PRIMARY:
+                return youngerPrimary(reply, meta, "discard-younger-primary");
+            default:
+                return "after-split-brain = \"disconnect\"";
+        }
+    }
+
+    private String youngerPrimary(final Hello reply, final MetadataFile meta, final String policy)
+    {
+        final long mine = meta.trackingSince();
+        if (mine != 0 && reply.trackingSince() > mine)
+        {
+            return null;
+        }
+        return mine == 0 || reply.trackingSince() == 0
+            ? "after-split-brain = " + policy + " cannot tell which primary is younger"
+            : "after-split-brain = " + policy + " picks this primary (it started writing alone later): demote it and"
+                + " promote " + peer.name() + " to apply that";
+    }
+
     /**
      * Whether the dirty map alone holds everything the standby lacks: it holds our current generation, or
      * the one our dirty map has been tracking from, and it does not doubt its own copy.
@@ -330,11 +401,15 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         log.stopLogging();
         state.replication(VolumeState.Replication.SYNCING);
         state.disk(VolumeState.Disk.SYNCING);
-        if (fullResyncRequested)
+        if (discardStandbyChanges)
+        {
+            compareAll(SYNC_DISCARD_STANDBY_CHANGES);
+        }
+        else if (fullResyncRequested)
         {
             fullResyncRequested = false;
             Log.info(component, "full resync requested by the operator: comparing the whole volume by hash");
-            compareAll();
+            compareAll(SYNC_FULL);
         }
         else if (dirtyMapSuffices(peerHello))
         {
@@ -345,7 +420,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             Log.info(component, "standby " + peer.name() + " holds generation " + Long.toHexString(peerHello.currentGen())
                 + ((peerHello.flags() & Hello.FLAG_UNCLEAN) != 0 ? " and was not shut down cleanly" : "")
                 + "; the dirty map does not cover it: comparing the whole volume by hash");
-            compareAll();
+            compareAll(SYNC_FULL);
         }
     }
 
@@ -355,7 +430,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final long startNanos = System.nanoTime();
         final long sentBefore = state.bytesSent();
         state.syncStarted("dirty-map");
-        sendSyncBegin(false);
+        sendSyncBegin(SYNC_FROM_DIRTY_MAP);
         final long[] extents = recoveredExtentsPending ? primary.metadata().activityLog().recoveredExtents() : new long[0];
         state.syncTotalBytes.set(dirtyMap.dirtyBlocks() * blockSize + extents.length * primary.metadata().activityLog().extentBytes());
         state.syncedBytes.set(0);
@@ -409,10 +484,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     }
 
     /** Compares every block's hash with the standby's and sends the ones that differ, then drains the dirty map. */
-    private void compareAll() throws LinkDownException, InterruptedException
+    private void compareAll(final int kind) throws LinkDownException, InterruptedException
     {
         state.syncStarted("full-compare");
-        sendSyncBegin(true);
+        sendSyncBegin(kind);
         final long startNanos = System.nanoTime();
         final long sentBefore = state.bytesSent();
         final long blocks = dirtyMap.blockCount();
@@ -516,14 +591,18 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         state.replication(VolumeState.Replication.STREAMING);
     }
 
-    /** SYNC_BEGIN: seq u64 | full u8 (1: a whole-volume compare, so the copy's generation is void until done). */
-    private void sendSyncBegin(final boolean full) throws LinkDownException
+    /**
+     * SYNC_BEGIN: seq u64 | kind u8 — {@link #SYNC_FROM_DIRTY_MAP}, {@link #SYNC_FULL} (a whole-volume compare:
+     * the copy's generation is void until done) or {@link #SYNC_DISCARD_STANDBY_CHANGES} (a split-brain
+     * policy: the standby saves its own changed blocks, then the whole volume is compared).
+     */
+    private void sendSyncBegin(final int kind) throws LinkDownException
     {
         final long mySeq = ++seq;
         final ByteBuf buf = alloc.buffer(WireProtocol.HEADER_BYTES + 9);
         final int frame = WireProtocol.beginFrame(buf, WireProtocol.TYPE_SYNC_BEGIN);
         buf.writeLong(mySeq);
-        buf.writeByte(full ? 1 : 0);
+        buf.writeByte(kind);
         WireProtocol.endFrame(buf, frame, crc);
         send(buf);
     }
@@ -772,7 +851,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                     + " inconsistent until done");
                 state.replication(VolumeState.Replication.BEHIND);
                 state.disk(VolumeState.Disk.SYNCING);
-                sendSyncBegin(false);
+                sendSyncBegin(SYNC_FROM_DIRTY_MAP);
                 catchUp();
             }
         }

@@ -130,7 +130,12 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             case WireProtocol.TYPE_SYNC_BEGIN:
                 WireProtocol.requireBody(frame, 9, type);
                 appliedSeq = frame.readLong();
-                final boolean full = frame.readUnsignedByte() == 1;
+                final int kind = frame.readUnsignedByte();
+                final boolean full = kind != 0;
+                if (kind == 2)
+                {
+                    standby.saveDivergentBlocks(); // a split-brain policy chose this copy's changes to go
+                }
                 // Durable before any block of the sync lands: a crash from here on leaves a copy that
                 // says it is inconsistent (and, for a whole-volume compare, holds no known generation).
                 standby.metadata().copyState(full ? 0 : standby.metadata().currentGen(), MetadataFile.Disk.INCONSISTENT);
@@ -204,7 +209,9 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         final MetadataFile meta = target.metadata();
         Hello.of(WireProtocol.ROLE_STANDBY, target.volume().size(), target.config().blockSize(), nodeName,
             hello.node(), hello.volume()).withGenerations(meta.currentGen(), meta.bitmapGen(), meta.disk().ordinal(),
-            target.doubtful() ? Hello.FLAG_UNCLEAN : 0).encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
+            target.doubtful() ? Hello.FLAG_UNCLEAN : 0)
+            .withChanges(meta.trackingSince(), meta.dirtyMap().dirtyBlocks() + meta.dirtyMap().inFlightBlocks())
+            .encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
         ctx.writeAndFlush(ok);
         Log.info(component, "accepted link from primary " + hello.node() + " at " + ctx.channel().remoteAddress());
     }

@@ -128,6 +128,57 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     }
 
     /**
+     * Before a split-brain policy overwrites this copy: writes every block this node changed on its own
+     * (its dirty map, from when it was primary) into a sparse image of the volume's size beside the
+     * metadata, forced to disk, so nothing is silently lost. Returns the file, or null when nothing changed.
+     */
+    synchronized java.nio.file.Path saveDivergentBlocks()
+    {
+        final io.doppel.storage.DirtyMap map = metadata.dirtyMap();
+        map.returnInFlight();
+        final long blocks = map.dirtyBlocks();
+        if (blocks == 0)
+        {
+            return null;
+        }
+        final java.nio.file.Path file = metadata.path().resolveSibling(name() + ".split-brain-"
+            + java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss'Z'").withZone(java.time.ZoneOffset.UTC)
+                .format(java.time.Instant.now()) + ".img");
+        final int blockSize = config.blockSize();
+        try (java.nio.channels.FileChannel out = java.nio.channels.FileChannel.open(file,
+            java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE))
+        {
+            final ByteBuffer buf = ByteBuffer.allocateDirect(blockSize);
+            for (long b = map.nextDirty(0); b >= 0; b = map.nextDirty(b + 1))
+            {
+                final long offset = b * blockSize;
+                buf.clear().limit((int)Math.min(blockSize, volume.size() - offset));
+                volume.read(offset, buf);
+                buf.flip();
+                while (buf.hasRemaining())
+                {
+                    out.write(buf, offset + buf.position());
+                }
+            }
+            if (out.size() < volume.size())
+            {
+                out.write(ByteBuffer.wrap(new byte[1]), volume.size() - 1); // as long as the volume, sparse
+            }
+            out.force(true);
+        }
+        catch (final IOException e)
+        {
+            throw new java.io.UncheckedIOException("split brain: cannot save this copy's " + blocks
+                + " divergent block(s) to " + file + " (nothing was overwritten): " + e.getMessage(), e);
+        }
+        io.doppel.log.Log.warn("standby/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
+            + " on its own to " + file + " before the primary overwrites them");
+        map.clearAll();
+        metadata.flush();
+        return file;
+    }
+
+    /**
      * Makes {@code channel} the volume's feed, closing any previous one. Link handlers hold this
      * volume's monitor while they apply a frame, so an old link's frame never lands after the new
      * link has taken over.

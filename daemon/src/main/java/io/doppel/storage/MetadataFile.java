@@ -60,6 +60,7 @@ public final class MetadataFile implements Closeable
     static final int AL_OFFSET_OFFSET = 112;
     static final int AL_SLOTS_OFFSET = 120;
     static final int BOOT_ID_OFFSET = 128; // 16 bytes: the kernel boot the file was last opened in
+    static final int TRACKING_SINCE_OFFSET = 144; // u64 ms since the epoch: when bitmapGen was set (0: not tracking)
     static final int CHECKSUM_OFFSET = HEADER_BYTES - 4;
 
     /** Flag: the file was closed cleanly (bitmap forced, nothing in flight). */
@@ -111,6 +112,7 @@ public final class MetadataFile implements Closeable
     private int role;
     private Disk disk;
     private int peerDisk;
+    private long trackingSince;
     private boolean closed;
 
     private MetadataFile(final Path path, final FileChannel channel, final MappedByteBuffer map, final ByteBuffer header,
@@ -133,6 +135,7 @@ public final class MetadataFile implements Closeable
         final int d = header.get(DISK_OFFSET);
         this.disk = d >= 0 && d < Disk.values().length ? Disk.values()[d] : Disk.UNKNOWN;
         this.peerDisk = header.get(PEER_DISK_OFFSET);
+        this.trackingSince = header.getLong(TRACKING_SINCE_OFFSET);
         this.openedClean = (flags & FLAG_CLEAN) != 0;
         this.sameBoot = bootId.equals(new UUID(header.getLong(BOOT_ID_OFFSET), header.getLong(BOOT_ID_OFFSET + 8)));
         final long blocks = blocks(volumeSize, blockSize);
@@ -359,6 +362,7 @@ public final class MetadataFile implements Closeable
         b.put(ROLE_OFFSET, (byte)role);
         b.put(DISK_OFFSET, (byte)disk.ordinal());
         b.put(PEER_DISK_OFFSET, (byte)peerDisk);
+        b.putLong(TRACKING_SINCE_OFFSET, trackingSince);
         b.putLong(BOOT_ID_OFFSET, bootId.getMostSignificantBits());
         b.putLong(BOOT_ID_OFFSET + 8, bootId.getLeastSignificantBits());
         b.putInt(CHECKSUM_OFFSET, checksum(b));
@@ -547,8 +551,15 @@ public final class MetadataFile implements Closeable
             historyGens[0] = currentGen;
             bitmapGen = currentGen;
             currentGen = newGen();
+            trackingSince = System.currentTimeMillis();
             persist();
         }
+    }
+
+    /** When this node started writing without its peer following (ms since the epoch), or 0. */
+    public synchronized long trackingSince()
+    {
+        return trackingSince;
     }
 
     /** Whether the dirty map is tracking changes since {@link #bitmapGen()}. */
@@ -566,6 +577,7 @@ public final class MetadataFile implements Closeable
         if (bitmapGen != 0 && gen == currentGen)
         {
             bitmapGen = 0;
+            trackingSince = 0;
             persist();
         }
     }
@@ -585,6 +597,7 @@ public final class MetadataFile implements Closeable
         }
         currentGen = gen;
         bitmapGen = 0; // a standby tracks nothing of its own
+        trackingSince = 0;
         disk = state;
         flags = newFlags;
         persist();

@@ -224,6 +224,11 @@ class ConfigLoaderTest
         refused(volumeWith(null, "nbd = \"unix:relative.sock\""), "[[volume vm1]].nbd", "unix:/absolute/path");
         refused(volumeWith(null, "nbd = \"127.0.0.1:99999\""), "nbd", "99999", "out of range");
         refused(volumeWith(null, "ack = \"fast\""), "[[volume vm1]].ack=\"fast\"", "async | received | sync");
+        assertThat(parse(EXAMPLE).volumes().get(0).afterSplitBrain()).isEqualTo(VolumeConfig.AfterSplitBrain.DISCONNECT);
+        assertThat(parse(volumeWith(null, "after-split-brain = \"discard-least-changes\"")).volumes().get(0)
+            .afterSplitBrain()).isEqualTo(VolumeConfig.AfterSplitBrain.DISCARD_LEAST_CHANGES);
+        refused(volumeWith(null, "after-split-brain = \"keep-both\""), "[[volume vm1]].after-split-brain=\"keep-both\"",
+            "disconnect | discard-younger-primary | discard-least-changes");
     }
 
     @Test

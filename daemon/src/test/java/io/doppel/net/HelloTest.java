@@ -224,7 +224,7 @@ class HelloTest
         try
         {
             // every cut inside the names fails cleanly, never with an index exception
-            for (int keep = 24; keep < bodyLength - 18; keep++) // the last 18 bytes: generations
+            for (int keep = 24; keep < bodyLength - Hello.GENERATION_BYTES; keep++) // then the generations
             {
                 final ByteBuf body = whole.slice(WireProtocol.HEADER_BYTES, keep);
                 final int kept = keep;

@@ -56,7 +56,8 @@ class SplitBrainTest
              DoppelNode alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig())))
         {
             final PrimaryVolume vm1 = alpha.primary("vm1");
-            awaitTrue(() -> vm1.state().replication() == VolumeState.Replication.SPLIT_BRAIN, 30);
+            awaitTrue(() -> vm1.state().replication() == VolumeState.Replication.SPLIT_BRAIN
+                && vm1.state().lastError().startsWith("split brain"), 30);
             assertThat(vm1.state().lastError()).startsWith("split brain on volume vm1").contains("beta");
             awaitTrue(() -> beta.standby("vm1").state().replication() == VolumeState.Replication.SPLIT_BRAIN, 30);
             Thread.sleep(1500); // it stays that way
@@ -64,6 +65,88 @@ class SplitBrainTest
             assertThat(vm1.state().disk()).isNotEqualTo(VolumeState.Disk.UP_TO_DATE);
         }
         assertThat(MixedImage.hash(cluster.betaImage)).as("the standby's copy was not touched").isEqualTo(betaHash);
+    }
+
+    @Test
+    void discardLeastChangesOverwritesTheStandbyAfterSavingItsBlocks() throws Exception
+    {
+        final TestCluster cluster = new TestCluster(dir, SIZE);
+        final byte[] theirs = stageSplitBrain(cluster, 8, 2);
+        cluster.afterSplitBrain = "discard-least-changes";
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig()));
+             DoppelNode alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig())))
+        {
+            final PrimaryVolume vm1 = alpha.primary("vm1");
+            awaitInSync(vm1, 60);
+            assertThat(vm1.state().syncKind()).isEqualTo("full-compare");
+            vm1.flush();
+            beta.standby("vm1").volume().flush();
+            assertThat(MixedImage.hash(cluster.betaImage)).isEqualTo(MixedImage.hash(cluster.alphaImage));
+        }
+        // beta's own two blocks are in the saved file, at their offsets
+        final Path saved;
+        try (var files = java.nio.file.Files.list(dir.resolve("beta")))
+        {
+            saved = files.filter(f -> f.getFileName().toString().startsWith("vm1.split-brain-")).findFirst().orElseThrow();
+        }
+        assertThat(java.nio.file.Files.size(saved)).isEqualTo(SIZE);
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(saved.toFile(), "r"))
+        {
+            final byte[] got = new byte[theirs.length];
+            f.seek(1 << 20);
+            f.readFully(got);
+            assertThat(got).isEqualTo(theirs);
+        }
+    }
+
+    @Test
+    void aPolicyThatPicksThePrimaryRefusesAndSaysWhatToDo() throws Exception
+    {
+        final TestCluster cluster = new TestCluster(dir, SIZE);
+        final String betaHash;
+        stageSplitBrain(cluster, 2, 8);
+        betaHash = MixedImage.hash(cluster.betaImage);
+        cluster.afterSplitBrain = "discard-least-changes";
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig()));
+             DoppelNode alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig())))
+        {
+            final PrimaryVolume vm1 = alpha.primary("vm1");
+            awaitTrue(() -> vm1.state().replication() == VolumeState.Replication.SPLIT_BRAIN
+                && vm1.state().lastError().startsWith("split brain"), 30);
+            assertThat(vm1.state().lastError()).contains("discard-least-changes").contains("picks this primary")
+                .contains("promote beta");
+        }
+        assertThat(MixedImage.hash(cluster.betaImage)).isEqualTo(betaHash);
+    }
+
+    /**
+     * alpha and beta in sync, then alpha writes {@code alphaBlocks} 4 KiB blocks alone and beta, made
+     * primary for a while, {@code betaBlocks} (at 1 MiB); beta is standby again afterwards. Returns beta's bytes.
+     */
+    private static byte[] stageSplitBrain(final TestCluster cluster, final int alphaBlocks, final int betaBlocks)
+        throws Exception
+    {
+        MixedImage.create(cluster.alphaImage, SIZE, 53);
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig()));
+             DoppelNode alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig())))
+        {
+            awaitInSync(alpha.primary("vm1"), 60);
+        }
+        final byte[] ours = new byte[alphaBlocks * 4096];
+        Arrays.fill(ours, (byte)0xa1);
+        try (DoppelNode alpha = DoppelNode.start(ConfigLoader.load(cluster.alphaConfig())))
+        {
+            alpha.primary("vm1").write(0, ByteBuffer.wrap(ours));
+        }
+        cluster.betaRole = "primary";
+        final byte[] theirs = new byte[betaBlocks * 4096];
+        Arrays.fill(theirs, (byte)0xb2);
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig())))
+        {
+            beta.primary("vm1").write(1 << 20, ByteBuffer.wrap(theirs));
+        }
+        cluster.betaRole = "standby";
+        return theirs;
     }
 
     @Test

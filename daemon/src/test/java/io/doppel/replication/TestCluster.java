@@ -35,6 +35,8 @@ public final class TestCluster
     public int alphaPeerPort;
     /** vm1's {@code ack} level (null: the default). */
     public String ack;
+    /** vm1's {@code after-split-brain} policy (null: the default). */
+    public String afterSplitBrain;
 
     public TestCluster(final Path dir, final long size) throws IOException
     {
@@ -89,6 +91,7 @@ public final class TestCluster
             "compression = \"" + compression + "\"",
             "replication-log-size = \"" + logSize + "\"",
             ack == null ? "" : "ack = \"" + ack + "\"",
+            afterSplitBrain == null ? "" : "after-split-brain = \"" + afterSplitBrain + "\"",
             nbd == null ? "" : "nbd = \"" + nbd + "\"\n");
         final Path file = dir.resolve(node + ".toml");
         Files.writeString(file, toml);
