@@ -106,13 +106,79 @@ final class VerbCommands
     }
 
     @Command(name = "resync", mixinStandardHelpOptions = true,
-        description = "Compare the whole of VOL with its standby by hash and send what differs (a full resync).")
+        description = {"Compare the whole of VOL with its standby by hash and send what differs (a full resync),"
+            + " showing progress until the standby is up to date again.",
+            "Exit 0: done; 1: refused, or not done within --timeout (it goes on in the daemon)."})
     static final class Resync extends Verb
     {
+        @Option(names = "--no-wait", description = "return once the resync is requested")
+        boolean noWait;
+
+        @Option(names = "--timeout", defaultValue = "3600", paramLabel = "SECONDS",
+            description = "give up waiting after this long (default: ${DEFAULT-VALUE})")
+        long timeoutSeconds;
+
+        /** Links the volume had before ours: the resync runs on the next one. */
+        private long connectsBefore;
+
         @Override
         String verb()
         {
             return "resync";
+        }
+
+        @Override
+        boolean before(final String address) throws Exception
+        {
+            final JsonNode v = volumeStatus(address, volume);
+            if (v == null)
+            {
+                return false;
+            }
+            connectsBefore = v.path("connects").asLong();
+            return true;
+        }
+
+        @Override
+        int afterwards(final String address) throws Exception
+        {
+            if (noWait)
+            {
+                return 0;
+            }
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+            String lastLine = "";
+            while (System.nanoTime() < deadline)
+            {
+                final JsonNode v = volumeStatus(address, volume);
+                if (v == null)
+                {
+                    return 1;
+                }
+                final boolean ours = v.path("connects").asLong() > connectsBefore;
+                if (ours && "streaming".equals(v.path("replication").asText())
+                    && "up-to-date".equals(v.path("disk").asText()) && v.path("dirtyBytes").asLong() == 0)
+                {
+                    System.out.println(volume + ": resync done: " + Units.formatBytes(v.path("syncBytesSent").asLong())
+                        + " sent; the standby is up to date");
+                    return 0;
+                }
+                final long total = v.path("syncTotalBytes").asLong();
+                final String line = ours && total > 0
+                    ? String.format(Locale.ROOT, "resync %s: %s, %.0f%% of %s compared", volume,
+                        v.path("replication").asText(), 100.0 * v.path("syncedBytes").asLong() / total,
+                        Units.formatBytes(total))
+                    : "waiting for " + volume + " to reconnect (replication " + v.path("replication").asText() + ")";
+                if (!line.equals(lastLine))
+                {
+                    System.err.println(line);
+                    lastLine = line;
+                }
+                Thread.sleep(500);
+            }
+            System.err.println("doppel: resync of " + volume + " did not finish within " + timeoutSeconds
+                + " s; it goes on in the daemon (see doppel status)");
+            return 1;
         }
     }
 

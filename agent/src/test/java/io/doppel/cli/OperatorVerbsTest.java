@@ -132,7 +132,9 @@ class OperatorVerbsTest
             await(vm1::inSync, 60);
             assertThat(vm1.state().syncKind()).isEqualTo("dirty-map");
 
-            assertThat(run("resync", "vm1", "--admin", admin).code()).isZero();
+            final CliRun.Result resync = run("resync", "vm1", "--timeout", "120", "--admin", admin);
+            assertThat(resync.code()).as(resync.out() + resync.err()).isZero();
+            assertThat(resync.out()).contains("resync done");
             await(() -> "full-compare".equals(vm1.state().syncKind()) && vm1.inSync(), 60);
             alpha.primary("vm1").flush();
             beta.standby("vm1").volume().flush();
