@@ -183,7 +183,9 @@ final class VerbCommands
     }
 
     @Command(name = "promote", mixinStandardHelpOptions = true,
-        description = "Make this node primary for VOL (not built yet: change role in the config and restart).")
+        description = {"Make this node primary for VOL at once: its NBD export turns read-write and it replicates"
+            + " to its peer. Refused while a primary feeds it, and for an inconsistent copy unless --force.",
+            "Lasts until the daemon restarts: change role in the config to keep it."})
     static final class Promote extends Verb
     {
         @Option(names = "--force", description = "promote even an inconsistent copy")
@@ -203,7 +205,9 @@ final class VerbCommands
     }
 
     @Command(name = "demote", mixinStandardHelpOptions = true,
-        description = "Make this node standby for VOL (not built yet: change role in the config and restart).")
+        description = {"Make this node standby for VOL at once: writes are refused, NBD clients are disconnected"
+            + " and the export turns read-only; what was written is given up to 5 s to reach the peer.",
+            "Lasts until the daemon restarts: change role in the config to keep it."})
     static final class Demote extends Verb
     {
         @Override
@@ -330,7 +334,8 @@ final class VerbCommands
         try
         {
             final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
-            final HttpResponse<String> r = client.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10))
+            final HttpResponse<String> r = client.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(30))
+                .header(io.doppel.admin.AdminServer.VERB_HEADER, "1")
                 .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.ofString());
             final JsonNode body = JSON.readTree(r.body());
             if (r.statusCode() != 200)

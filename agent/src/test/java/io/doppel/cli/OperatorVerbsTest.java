@@ -146,6 +146,12 @@ class OperatorVerbsTest
             final CliRun.Result unknown = run("pause", "vm9", "--admin", admin);
             assertThat(unknown.code()).isEqualTo(1);
             assertThat(unknown.err()).contains("no volume named \"vm9\" on node alpha").contains("vm1");
+            final java.net.http.HttpResponse<String> forged = java.net.http.HttpClient.newHttpClient().send(
+                java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://" + admin + "/volumes/vm1/pause"))
+                    .POST(java.net.http.HttpRequest.BodyPublishers.noBody()).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+            assertThat(forged.statusCode()).as("a verb without the X-Doppel-Verb header").isEqualTo(403);
+            assertThat(vm1.state().replication()).isNotEqualTo(VolumeState.Replication.PAUSED);
             final CliRun.Result promoteConnected = run("promote", "vm1", "--admin", "127.0.0.1:" + pair.betaAdmin);
             assertThat(promoteConnected.code()).isEqualTo(1);
             assertThat(promoteConnected.err()).contains("primary alpha is connected").contains("demote it");

@@ -24,6 +24,8 @@ import java.util.function.Supplier;
 public final class AdminServer implements AutoCloseable
 {
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Header every verb request must carry (so a web page cannot forge one). */
+    public static final String VERB_HEADER = "X-Doppel-Verb";
 
     private final HttpServer server;
     private final ExecutorService executor;
@@ -142,6 +144,13 @@ public final class AdminServer implements AutoCloseable
         if (!"POST".equals(exchange.getRequestMethod()))
         {
             send(exchange, 405, "application/json", error(exchange.getRequestMethod() + " not allowed: use POST"));
+            return;
+        }
+        if (!"1".equals(exchange.getRequestHeaders().getFirst(VERB_HEADER)))
+        {
+            // A browser cannot send a custom header cross-site without a preflight: no page can demote us.
+            send(exchange, 403, "application/json", error("a verb needs the header " + VERB_HEADER + ": 1 (the doppel"
+                + " CLI sends it)"));
             return;
         }
         final Map<String, String> options = new java.util.LinkedHashMap<>();

@@ -87,12 +87,20 @@ final class BlockCounts
         return size;
     }
 
+    /** Forgets every count; a table that grew large is given back. */
     void clear()
     {
+        if (keys.length > INITIAL_CAPACITY)
+        {
+            keys = new long[INITIAL_CAPACITY];
+            counts = new int[INITIAL_CAPACITY];
+        }
         java.util.Arrays.fill(keys, EMPTY);
         java.util.Arrays.fill(counts, 0);
         size = 0;
     }
+
+    private static final int INITIAL_CAPACITY = 1 << 15;
 
     /** Backward-shift deletion keeps every probe chain unbroken without tombstones. */
     private void remove(final int at)
@@ -121,9 +129,11 @@ final class BlockCounts
     {
         final long[] oldKeys = keys;
         final int[] oldCounts = counts;
-        keys = new long[oldKeys.length * 2];
-        counts = new int[oldKeys.length * 2];
-        java.util.Arrays.fill(keys, EMPTY);
+        final long[] newKeys = new long[oldKeys.length * 2]; // both allocated before either is swapped in
+        final int[] newCounts = new int[oldKeys.length * 2];
+        java.util.Arrays.fill(newKeys, EMPTY);
+        keys = newKeys;
+        counts = newCounts;
         for (int j = 0; j < oldKeys.length; j++)
         {
             if (oldKeys[j] != EMPTY)

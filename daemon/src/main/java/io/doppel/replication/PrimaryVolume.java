@@ -68,6 +68,12 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         return metadata;
     }
 
+    /** Refuses every later write (the first step of a demote). */
+    public void fence()
+    {
+        log.fence();
+    }
+
     /** Stops logging for a role change: waiting replies are released, unsent records stay dirty. */
     public void stopReplicating()
     {

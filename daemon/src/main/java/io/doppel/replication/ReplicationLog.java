@@ -34,18 +34,45 @@ public final class ReplicationLog
      * to catch-up instead, so the per-block record counts stay small.
      */
     static final long MAX_ZERO_RECORD_BLOCKS = 1 << 16;
+    /** Most blocks all queued records may cover together (zero records cost no bytes, so bytes do not bound it). */
+    static final long MAX_QUEUED_BLOCKS = 1 << 20;
 
     private final Volume volume;
     private final MetadataFile metadata;
     private final DirtyMap dirtyMap;
     private final ActivityLog activityLog;
-    private final ActivityLog.Eviction eviction = this::forgetExtent;
+    private final ActivityLog.Eviction eviction = new ActivityLog.Eviction()
+    {
+        @Override
+        public void forget(final long extent)
+        {
+            forgetExtent();
+        }
+
+        @Override
+        public void forgetUnverified(final long extent)
+        {
+            // A record-less dirty bit would break the log's invariant: leave streaming first.
+            overflow();
+            final long start = extent * activityLog.extentBytes();
+            final long end = Math.min(volume.size(), start + activityLog.extentBytes());
+            if (start < end)
+            {
+                dirtyMap.markBytes(start, end - start);
+            }
+            forgetExtent();
+        }
+    };
     private final ByteBufAllocator alloc;
     private final long capacityBytes;
     private final VolumeState state;
     private final AckTracker acks;
     private final ReentrantLock lock = new ReentrantLock();
     private final BlockCounts queuedBlocks = new BlockCounts(1 << 14);
+    /** Blocks counted for queued records; past {@link #MAX_QUEUED_BLOCKS} the log overflows instead. */
+    private long queuedBlockSpan;
+    /** Set by a demote: no write may change the image any more. */
+    private boolean fenced;
     private final Condition notEmpty = lock.newCondition();
 
     private final long[] offsets = new long[MAX_RECORDS];
@@ -93,6 +120,7 @@ public final class ReplicationLog
         lock.lock();
         try
         {
+            checkNotFenced();
             final ByteBuf record = logging ? alloc.directBuffer(length, length) : null;
             if (record != null)
             {
@@ -120,6 +148,11 @@ public final class ReplicationLog
                     }
                     overflow();
                 }
+            }
+            if (record != null && queuedBlockSpan + dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset)
+                > MAX_QUEUED_BLOCKS)
+            {
+                overflow();
             }
             if (record != null && admit(length))
             {
@@ -152,6 +185,7 @@ public final class ReplicationLog
         lock.lock();
         try
         {
+            checkNotFenced();
             beforeWrite(offset, length);
             boolean written = false;
             try
@@ -175,7 +209,8 @@ public final class ReplicationLog
                     overflow();
                 }
             }
-            if (logging && dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset) > MAX_ZERO_RECORD_BLOCKS)
+            final long span = dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset);
+            if (logging && (span > MAX_ZERO_RECORD_BLOCKS || queuedBlockSpan + span > MAX_QUEUED_BLOCKS))
             {
                 overflow(); // a huge TRIM: catch up from the dirty map rather than count its blocks
             }
@@ -220,7 +255,7 @@ public final class ReplicationLog
      * the oldest extent's dirty and in-flight bits are on disk before the log stops listing it.
      * (Its own data is forced too: after a machine crash the map is all that will point at it.)
      */
-    private void forgetExtent(final long extent)
+    private void forgetExtent()
     {
         volume.flush();
         forcedUpTo(writes);
@@ -284,6 +319,7 @@ public final class ReplicationLog
         lastLoggedLsn = writes;
         records[tail] = record;
         queuedBlocks.increment(dirtyMap.firstBlock(offset), dirtyMap.endBlock(offset, length));
+        queuedBlockSpan += dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset);
         count++;
         queuedBytes += record == null ? 0 : length;
         notEmpty.signal();
@@ -321,6 +357,7 @@ public final class ReplicationLog
             inHandBytes = bytes;
             // A block also covered by a later queued record stays dirty: that record is not sent yet.
             final long end = dirtyMap.endBlock(offset, length);
+            queuedBlockSpan -= end - dirtyMap.firstBlock(offset);
             for (long b = dirtyMap.firstBlock(offset); b < end; b++)
             {
                 if (queuedBlocks.decrement(b) == 0)
@@ -430,6 +467,31 @@ public final class ReplicationLog
         }
     }
 
+    /**
+     * Refuses every later write (a demote): once this returns, no write is in progress and none will
+     * change the image through this log.
+     */
+    public void fence()
+    {
+        lock.lock();
+        try
+        {
+            fenced = true;
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    private void checkNotFenced()
+    {
+        if (fenced)
+        {
+            throw new IllegalStateException("volume is being demoted to standby: writes are refused");
+        }
+    }
+
     /** Runs {@code action} under the log's lock if, and only if, the log is still streaming. */
     public boolean ifLogging(final Runnable action)
     {
@@ -521,6 +583,7 @@ public final class ReplicationLog
             count--;
         }
         queuedBlocks.clear();
+        queuedBlockSpan = 0;
         queuedBytes = 0;
     }
 }

@@ -59,6 +59,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     static final long EPOCH_BYTES = 4L << 20;
     /** Blocks compared per verify round trip, between replicated writes. */
     static final int VERIFY_BATCH_BLOCKS = 4096;
+    static final long VERIFY_PACE_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
 
     private final PrimaryVolume primary;
     private final Volume volume;
@@ -111,6 +112,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private volatile Boolean verifyRequested; // null: none; else whether to repair
     /** The online verify in progress on this link: next block, and whether to repair. */
     private long verifyNext = -1;
+    private long lastVerifyNanos;
     private boolean verifyRepair;
     private final long[] verifyHashes = new long[2 * VERIFY_BATCH_BLOCKS];
     private final java.util.BitSet verifySkip = new java.util.BitSet(VERIFY_BATCH_BLOCKS);
@@ -499,6 +501,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         int outstanding = 0;
         for (long start = 0; start < blocks; start += batch)
         {
+            checkStillWanted();
             while (outstanding < HASH_WINDOW && requested < blocks)
             {
                 final int count = (int)Math.min(batch, blocks - requested);
@@ -575,10 +578,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         long lastUnlogged;
         do
         {
-            if (!running || link.isClosed())
-            {
-                throw new LinkDownException(running ? link.closeReason() : "shutting down");
-            }
+            checkStillWanted();
             shipDirty(0, dirtyMap.blockCount());
         }
         while ((lastUnlogged = log.startLogging()) < 0);
@@ -589,6 +589,23 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         acks.onSent(syncDoneSeq, lastUnlogged);
         flush();
         state.replication(VolumeState.Replication.STREAMING);
+    }
+
+    /** Ends a sync in progress when the link closed, the daemon stops, or the operator paused or asked for a resync. */
+    private void checkStillWanted() throws LinkDownException
+    {
+        if (!running || link.isClosed())
+        {
+            throw new LinkDownException(running ? link.closeReason() : "shutting down");
+        }
+        if (paused)
+        {
+            throw new LinkDownException("paused by the operator");
+        }
+        if (fullResyncRequested && !"full-compare".equals(state.syncKind()))
+        {
+            throw new LinkDownException("full resync requested by the operator; reconnecting");
+        }
     }
 
     /**
@@ -786,9 +803,13 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 state.verifyStarted(volume.size(), verifyRepair);
                 Log.info(component, "online verify started" + (verifyRepair ? " (repairing differences)" : ""));
             }
-            if (verifyNext >= 0 && state.disk() == VolumeState.Disk.UP_TO_DATE)
+            // A verify batch costs a round trip: run one when the log is empty, or every VERIFY_PACE under
+            // load, so streaming keeps up (a batch per record would overflow the log).
+            if (verifyNext >= 0 && state.disk() == VolumeState.Disk.UP_TO_DATE
+                && (log.queuedBytes() == 0 || System.nanoTime() - lastVerifyNanos > VERIFY_PACE_NANOS))
             {
                 verifyBatch();
+                lastVerifyNanos = System.nanoTime();
             }
             if (syncDoneUnacked && state.ackedSeq() >= syncDoneSeq)
             {

@@ -22,17 +22,41 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     private final MetadataFile metadata;
     private final VolumeState state;
     private final AtomicReference<Channel> link = new AtomicReference<>();
+    private boolean retired;
 
     public StandbyVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
         final VolumeState state)
+    {
+        this(config, volume, metadata, state, true);
+    }
+
+    /**
+     * {@code active = false} (a demote in progress): reads are served, but no primary's link is taken
+     * and the volume's state is left alone until {@link #activate}.
+     */
+    public StandbyVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
+        final VolumeState state, final boolean active)
     {
         this.config = config;
         this.volume = volume;
         this.metadata = metadata;
         this.state = state;
+        this.retired = !active;
+        if (active)
+        {
+            activate();
+        }
+    }
+
+    /** Takes links from now on and reports as a standby. */
+    public synchronized void activate()
+    {
+        retired = false;
         state.replication(VolumeState.Replication.CONNECTING);
         state.disk(diskState(metadata.disk()));
         state.generationSource(metadata::currentGen);
+        state.sources(() -> 0, () -> 0, () -> 0);
+        state.inFlightSource(() -> 0);
     }
 
     @Override
@@ -68,6 +92,10 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
 
     synchronized void syncCompleted(final long gen)
     {
+        // A former primary's own dirty bits mean nothing once its copy equals the primary's.
+        metadata.dirtyMap().returnInFlight();
+        metadata.dirtyMap().clearAll();
+        metadata.flush();
         metadata.copyState(gen, MetadataFile.Disk.CONSISTENT);
         metadata.alRecoveryDone(); // a standby's activity log has nothing to recover once its copy is whole
     }
@@ -136,6 +164,16 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     {
         final io.doppel.storage.DirtyMap map = metadata.dirtyMap();
         map.returnInFlight();
+        if (metadata.alRecoveryPending())
+        {
+            // It crashed as primary: blocks in its hot extents may be missing from the map. Save them too.
+            final long extentBlocks = metadata.activityLog().extentBytes() / config.blockSize();
+            for (final long extent : metadata.activityLog().recoveredExtents())
+            {
+                map.markBlocks(Math.min(map.blockCount(), extent * extentBlocks),
+                    Math.min(map.blockCount(), (extent + 1) * extentBlocks));
+            }
+        }
         final long blocks = map.dirtyBlocks();
         if (blocks == 0)
         {
@@ -185,6 +223,11 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
      */
     synchronized void attach(final Channel channel)
     {
+        if (retired)
+        {
+            channel.close(); // being promoted: no primary may feed it any more
+            return;
+        }
         final Channel previous = link.getAndSet(channel);
         if (previous != null && previous != channel)
         {
@@ -234,7 +277,22 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
 
     boolean isCurrent(final Channel channel)
     {
-        return link.get() == channel;
+        return !retired && link.get() == channel;
+    }
+
+    /**
+     * Stops taking frames for a promote: a link attached now is closed, and frames of a current one are
+     * dropped (link handlers check {@link #isCurrent} under this monitor). Returns false, and changes
+     * nothing, when a primary is connected right now.
+     */
+    public synchronized boolean retire()
+    {
+        if (link.get() != null)
+        {
+            return false;
+        }
+        retired = true;
+        return true;
     }
 
     /** Closes the current link, if any, and waits briefly for it to be gone (shutdown). */

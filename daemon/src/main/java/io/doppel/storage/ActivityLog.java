@@ -25,8 +25,14 @@ public final class ActivityLog
     /** What the caller does when an extent must leave the log before the standby acknowledged it. */
     public interface Eviction
     {
-        /** Make every block of {@code extent} dirty and force the dirty map: it is about to be forgotten here. */
+        /** Force the image and the dirty map: {@code extent}, not yet acknowledged, is about to be forgotten here. */
         void forget(long extent);
+
+        /**
+         * {@code extent} was listed at a machine crash and has not been compared with the peer yet: make
+         * every block of it dirty (durably) before it is forgotten here.
+         */
+        void forgetUnverified(long extent);
     }
 
     private final MappedByteBuffer map;
@@ -41,6 +47,11 @@ public final class ActivityLog
     private final CRC32C crc = new CRC32C();
     private long clock;
     private long transactions;
+    private volatile int used;
+    /** Extent+1 → slot, so a write to a hot extent costs a hash probe, not a scan of every slot. */
+    private final SlotIndex index;
+    /** Extents activated together with a cold one (itself included). */
+    static final int PREFETCH = 16;
 
     ActivityLog(final MappedByteBuffer map, final int offset, final int slots, final int extentShift, final Path path)
     {
@@ -73,6 +84,15 @@ public final class ActivityLog
         }
         this.recovered = Arrays.copyOf(found, n);
         this.damaged = bad;
+        this.index = new SlotIndex(slots);
+        for (int i = 0; i < slots; i++)
+        {
+            if (extents[i] != 0)
+            {
+                index.put(extents[i], i);
+                used++;
+            }
+        }
     }
 
     /** Extent size in bytes. */
@@ -93,7 +113,7 @@ public final class ActivityLog
         return damaged;
     }
 
-    /** Slot writes (each forced to disk) so far: a newly hot extent costs one. */
+    /** Transactions (one forced write of the slots' page) so far: a newly hot extent costs one. */
     public long transactions()
     {
         return transactions;
@@ -102,12 +122,16 @@ public final class ActivityLog
     /** Extents currently listed. */
     public int hotExtents()
     {
-        int n = 0;
-        for (final long e : extents)
-        {
-            n += e != 0 ? 1 : 0;
-        }
-        return n;
+        return used;
+    }
+
+    /**
+     * Whether half the slots are taken: then the primary forces its image now and then, so extents whose
+     * writes the standby holds can cool (they may not while only the page cache has them).
+     */
+    public boolean underPressure()
+    {
+        return used * 2 >= slots;
     }
 
     /**
@@ -129,50 +153,115 @@ public final class ActivityLog
     {
         final long key = extent + 1;
         clock++;
-        int free = -1;
-        int coolest = -1;
-        int oldest = -1;
-        for (int i = 0; i < slots; i++)
+        final int hot = index.get(key);
+        if (hot >= 0)
         {
-            final long e = extents[i];
-            if (e == key)
+            lastUse[hot] = clock;
+            if (lastLsn[hot] != Long.MAX_VALUE)
             {
-                lastUse[i] = clock;
-                if (lastLsn[i] != Long.MAX_VALUE)
-                {
-                    lastLsn[i] = Math.max(lastLsn[i], lsn);
-                }
-                return;
+                lastLsn[hot] = Math.max(lastLsn[hot], lsn);
             }
-            if (e == 0)
+            return;
+        }
+        int slot = pick(safeLsn, false);
+        if (slot < 0)
+        {
+            slot = pick(safeLsn, true);
+            if (lastLsn[slot] == Long.MAX_VALUE)
             {
-                if (free < 0)
-                {
-                    free = i;
-                }
+                eviction.forgetUnverified(extents[slot] - 1);
             }
             else
             {
-                if (lastLsn[i] <= safeLsn && (coolest < 0 || lastUse[i] < lastUse[coolest]))
-                {
-                    coolest = i;
-                }
-                if (oldest < 0 || lastUse[i] < lastUse[oldest])
-                {
-                    oldest = i;
-                }
+                eviction.forget(extents[slot] - 1);
             }
         }
-        int slot = free >= 0 ? free : coolest;
-        if (slot < 0)
+        int lowSlot = slot;
+        int highSlot = slot;
+        place(slot, key, lsn, clock);
+        // One transaction for the next extents too, where a slot is free or cool: a sequential writer
+        // then pays one forced page write per PREFETCH extents, not one per extent. They are placed as
+        // least recently used, so they are the first to go when slots run short.
+        for (long next = key + 1; next <= key + PREFETCH - 1; next++)
         {
-            slot = oldest;
-            eviction.forget(extents[slot] - 1);
+            if (index.get(next) >= 0)
+            {
+                continue;
+            }
+            final int extra = pick(safeLsn, false);
+            if (extra < 0)
+            {
+                break;
+            }
+            place(extra, next, 0, 0);
+            lowSlot = Math.min(lowSlot, extra);
+            highSlot = Math.max(highSlot, extra);
         }
-        write(slot, key);
+        final int from = (offset + lowSlot * MetadataFile.AL_SLOT_BYTES) & ~(MetadataFile.HEADER_BYTES - 1);
+        final int to = offset + (highSlot + 1) * MetadataFile.AL_SLOT_BYTES;
+        map.force(from, to - from);
+        transactions++;
+    }
+
+    /**
+     * A free slot, else the least recently used cool one (all its writes acknowledged), else with
+     * {@code any} the least recently used one — an extent still owed a post-crash compare only when
+     * nothing else is left; -1 if none.
+     */
+    private int pick(final long safeLsn, final boolean any)
+    {
+        int coolest = -1;
+        int oldest = -1;
+        int oldestUnverified = -1;
+        for (int i = 0; i < slots; i++)
+        {
+            if (extents[i] == 0)
+            {
+                return i;
+            }
+            if (lastLsn[i] == Long.MAX_VALUE)
+            {
+                if (oldestUnverified < 0 || lastUse[i] < lastUse[oldestUnverified])
+                {
+                    oldestUnverified = i;
+                }
+                continue;
+            }
+            if (lastLsn[i] <= safeLsn && (coolest < 0 || lastUse[i] < lastUse[coolest]))
+            {
+                coolest = i;
+            }
+            if (oldest < 0 || lastUse[i] < lastUse[oldest])
+            {
+                oldest = i;
+            }
+        }
+        if (coolest >= 0 || !any)
+        {
+            return coolest;
+        }
+        return oldest >= 0 ? oldest : oldestUnverified;
+    }
+
+    /** Puts {@code key} into {@code slot} (in memory and in the mapped file; the caller forces it). */
+    private void place(final int slot, final long key, final long lsn, final long use)
+    {
+        if (extents[slot] != 0)
+        {
+            index.remove(extents[slot]);
+        }
+        else
+        {
+            used++;
+        }
+        final int at = offset + slot * MetadataFile.AL_SLOT_BYTES;
+        map.putLong(at, key);
+        map.putInt(at + 8, checksum(slot, key));
+        map.putInt(at + 12, 0);
         extents[slot] = key;
         lastLsn[slot] = lsn;
-        lastUse[slot] = clock;
+        lastUse[slot] = use;
+        index.put(key, slot);
     }
 
     /** The recovery resync covered the recovered extents: they may cool like any other. */
@@ -192,6 +281,8 @@ public final class ActivityLog
     {
         recovered = new long[0];
         damaged = false;
+        index.clear();
+        used = 0;
         for (int i = 0; i < slots; i++)
         {
             extents[i] = 0;
@@ -200,17 +291,6 @@ public final class ActivityLog
             map.putLong(offset + i * MetadataFile.AL_SLOT_BYTES + 8, 0L);
         }
         map.force(offset, slots * MetadataFile.AL_SLOT_BYTES);
-    }
-
-    private void write(final int slot, final long key)
-    {
-        final int at = offset + slot * MetadataFile.AL_SLOT_BYTES;
-        map.putLong(at, key);
-        map.putInt(at + 8, checksum(slot, key));
-        map.putInt(at + 12, 0);
-        final int page = at & ~(MetadataFile.HEADER_BYTES - 1);
-        map.force(page, MetadataFile.HEADER_BYTES);
-        transactions++;
     }
 
     private int checksum(final int slot, final long key)
@@ -226,4 +306,81 @@ public final class ActivityLog
         }
         return (int)crc.getValue() | 1; // never 0, so an empty slot is never "valid"
     }
+
+    /** Open-addressing map from extent+1 to slot; at most {@code slots} entries, never grows. */
+    private static final class SlotIndex
+    {
+        private final long[] keys;
+        private final int[] values;
+
+        SlotIndex(final int slots)
+        {
+            final int capacity = Integer.highestOneBit(Math.max(16, slots) * 4 - 1);
+            keys = new long[capacity];
+            values = new int[capacity];
+        }
+
+        int get(final long key)
+        {
+            int i = home(key);
+            while (keys[i] != 0)
+            {
+                if (keys[i] == key)
+                {
+                    return values[i];
+                }
+                i = (i + 1) & (keys.length - 1);
+            }
+            return -1;
+        }
+
+        void put(final long key, final int value)
+        {
+            int i = home(key);
+            while (keys[i] != 0 && keys[i] != key)
+            {
+                i = (i + 1) & (keys.length - 1);
+            }
+            keys[i] = key;
+            values[i] = value;
+        }
+
+        void remove(final long key)
+        {
+            final int mask = keys.length - 1;
+            int hole = home(key);
+            while (keys[hole] != key)
+            {
+                if (keys[hole] == 0)
+                {
+                    return;
+                }
+                hole = (hole + 1) & mask;
+            }
+            int i = (hole + 1) & mask;
+            while (keys[i] != 0)
+            {
+                final int h = home(keys[i]);
+                if (((i - h) & mask) >= ((i - hole) & mask))
+                {
+                    keys[hole] = keys[i];
+                    values[hole] = values[i];
+                    hole = i;
+                }
+                i = (i + 1) & mask;
+            }
+            keys[hole] = 0;
+        }
+
+        void clear()
+        {
+            Arrays.fill(keys, 0);
+        }
+
+        private int home(final long key)
+        {
+            return (int)((key * 0x9E3779B97F4A7C15L) >>> 32) & (keys.length - 1);
+        }
+    }
+
 }

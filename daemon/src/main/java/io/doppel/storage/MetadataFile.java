@@ -116,7 +116,7 @@ public final class MetadataFile implements Closeable
     private boolean closed;
 
     private MetadataFile(final Path path, final FileChannel channel, final MappedByteBuffer map, final ByteBuffer header,
-        final long volumeSize, final int blockSize, final long bitmapBytes, final int alBytes)
+        final long volumeSize, final int blockSize, final long bitmapBytes, final int alBytes, final Runnable forceImage)
     {
         this.path = path;
         this.channel = channel;
@@ -150,8 +150,13 @@ public final class MetadataFile implements Closeable
         if ((flags & FLAG_AL_RECOVERY) == 0)
         {
             // The dirty map is exact after a clean close or a mere process crash; make what the dead
-            // process left in the page cache durable before the log that covered it is emptied.
+            // process left in the page cache (its map and its image writes) durable before the log that
+            // covered it is emptied.
             map.force();
+            if (!openedClean)
+            {
+                forceImage.run();
+            }
             activityLog.clear();
         }
     }
@@ -174,6 +179,16 @@ public final class MetadataFile implements Closeable
      */
     public static MetadataFile openOrCreate(final Path path, final long volumeSize, final int blockSize)
         throws IOException
+    {
+        return openOrCreate(path, volumeSize, blockSize, () -> { });
+    }
+
+    /**
+     * As {@link #openOrCreate(Path, long, int)}; {@code forceImage} forces the volume's image file to disk
+     * and runs after a process crash, before the activity log is emptied.
+     */
+    public static MetadataFile openOrCreate(final Path path, final long volumeSize, final int blockSize,
+        final Runnable forceImage) throws IOException
     {
         final long blocks = blocks(volumeSize, blockSize);
         final long bitmapBytes = roundUp(DirtyMap.bytesFor(blocks), HEADER_BYTES);
@@ -217,7 +232,7 @@ public final class MetadataFile implements Closeable
             final MappedByteBuffer map = channel.map(FileChannel.MapMode.READ_WRITE, 0, total);
             map.order(ByteOrder.LITTLE_ENDIAN);
             final MetadataFile file = new MetadataFile(path, channel, map, header, volumeSize, blockSize, bitmapBytes,
-                alBytes);
+                alBytes, forceImage);
             file.markOpen();
             return file;
         }

@@ -260,6 +260,22 @@ public final class Volume implements Closeable
         }
     }
 
+    /**
+     * Forces every dirty page of the file to disk, whoever wrote it (a killed process's mapping included:
+     * the page cache is shared), unlike {@link #flush}, which forces only what this process touched.
+     */
+    public void forceFile()
+    {
+        try
+        {
+            channel.force(true);
+        }
+        catch (final IOException e)
+        {
+            throw new java.io.UncheckedIOException("forcing " + path + " to disk failed: " + e.getMessage(), e);
+        }
+    }
+
     /** Deallocates a range of an image file so it reads as zeros; writes zeros where that is not possible. */
     public void zeroRange(final long offset, final long length)
     {

@@ -52,7 +52,21 @@ class FailoverTest
             assertThatThrownBy(() -> beta.runVerb("vm1", "demote", Map.of()))
                 .isInstanceOf(AdminServer.VerbException.class).hasMessageContaining("already standby");
 
-            assertThat(alpha.runVerb("vm1", "demote", Map.of()).get("message").toString()).contains("read-only");
+            // A client writing through alpha when it is demoted: its write before reaches beta, then it is cut off.
+            final byte[] early = new byte[4096];
+            Arrays.fill(early, (byte)0x5e);
+            final RawNbdClient writer = RawNbdClient.open(nbd[0], "vm1");
+            assertThat(writer.simpleReply(writer.request(0, RawNbdClient.CMD_WRITE, 2 << 20, early.length, early))).isZero();
+            assertThat(alpha.runVerb("vm1", "demote", Map.of()).get("message").toString()).contains("read-only")
+                .contains("everything written reached beta");
+            assertThatThrownBy(() ->
+            {
+                for (int i = 0; i < 3; i++)
+                {
+                    writer.simpleReply(writer.request(0, RawNbdClient.CMD_WRITE, 0, 4, new byte[4]));
+                }
+            }).as("the demoted primary's NBD client is disconnected").isInstanceOf(java.io.IOException.class);
+            writer.close();
             assertThat(alpha.standby("vm1")).isNotNull();
             await(() -> !beta.standby("vm1").state().connected(), 30);
             assertThat(beta.runVerb("vm1", "promote", Map.of()).get("message").toString()).contains("read-write");
@@ -73,10 +87,17 @@ class FailoverTest
                     .isEqualTo(RawNbdClient.EPERM);
             }
             await(promoted::inSync, 60);
-            assertThat(promoted.state().syncKind()).as("the demoted node replicated nothing of its own")
+            assertThat(promoted.state().syncKind()).as("a clean demote: the new primary resyncs from its dirty map")
                 .isEqualTo("dirty-map");
             flushBoth(alpha, beta);
             assertThat(MixedImage.hash(cluster.alphaImage)).isEqualTo(MixedImage.hash(cluster.betaImage));
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(cluster.betaImage.toFile(), "r"))
+            {
+                final byte[] got = new byte[early.length];
+                f.seek(2 << 20);
+                f.readFully(got);
+                assertThat(got).as("the write made just before the demote").isEqualTo(early);
+            }
 
             // and back
             beta.runVerb("vm1", "demote", Map.of());

@@ -26,6 +26,27 @@ class MetadataFileTest
     @TempDir
     Path dir;
 
+    private static final ActivityLog.Eviction NO_EVICTION = recordingInto(new java.util.ArrayList<>());
+
+    /** An eviction callback that records the extents it is asked to forget (verified or not). */
+    private static ActivityLog.Eviction recordingInto(final java.util.List<Long> forgotten)
+    {
+        return new ActivityLog.Eviction()
+        {
+            @Override
+            public void forget(final long extent)
+            {
+                forgotten.add(extent);
+            }
+
+            @Override
+            public void forgetUnverified(final long extent)
+            {
+                forgotten.add(-extent - 1);
+            }
+        };
+    }
+
     private Path metaPath()
     {
         return dir.resolve("sub/dir/vm1.meta");
@@ -225,18 +246,20 @@ class MetadataFileTest
             assertThat(meta.machineCrash()).isFalse();
             assertThat(meta.recoveredInFlight()).isEqualTo(4);
             assertThat(meta.dirtyMap().dirtyBlocks()).isEqualTo(10);
-            meta.activityLog().beforeWrite(5L << 22, 100, 1, 0, e -> { });
-            meta.activityLog().beforeWrite((9L << 22) - 1, 2, 2, 0, e -> { }); // touches extents 8 and 9
-            assertThat(meta.activityLog().hotExtents()).isEqualTo(3);
-            assertThat(meta.activityLog().transactions()).isEqualTo(3);
+            meta.activityLog().beforeWrite(5L << 22, 100, 1, 0, NO_EVICTION); // extents 5..20 in one transaction
+            meta.activityLog().beforeWrite((9L << 22) - 1, 2, 2, 0, NO_EVICTION); // touches 8 and 9: already listed
+            assertThat(meta.activityLog().hotExtents()).isEqualTo(ActivityLog.PREFETCH);
+            assertThat(meta.activityLog().transactions()).isEqualTo(1);
+            meta.activityLog().beforeWrite(100L << 22, 1, 3, 0, NO_EVICTION);
+            assertThat(meta.activityLog().transactions()).isEqualTo(2);
         }
         MetadataFile.forgetBoot(path, SIZE, BLOCK);
         // closed cleanly above, so not a crash at all
         try (MetadataFile meta = MetadataFile.openOrCreate(path, SIZE, BLOCK))
         {
             assertThat(meta.machineCrash()).isFalse();
-            meta.activityLog().beforeWrite(5L << 22, 100, 1, 0, e -> { });
-            meta.activityLog().beforeWrite(7L << 22, 100, 1, 0, e -> { });
+            meta.activityLog().beforeWrite(5L << 22, 100, 1, 0, NO_EVICTION);
+            meta.activityLog().beforeWrite(40L << 22, 100, 1, 0, NO_EVICTION);
             meta.close(false); // as a crash leaves it
         }
         MetadataFile.forgetBoot(path, SIZE, BLOCK);
@@ -245,7 +268,14 @@ class MetadataFileTest
             assertThat(meta.machineCrash()).isTrue();
             assertThat(meta.alRecoveryPending()).isTrue();
             assertThat(meta.copyInDoubt()).isTrue();
-            assertThat(meta.activityLog().recoveredExtents()).containsExactlyInAnyOrder(5L, 7L);
+            final java.util.List<Long> expected = new java.util.ArrayList<>();
+            for (long e = 0; e < ActivityLog.PREFETCH; e++)
+            {
+                expected.add(5 + e);
+                expected.add(40 + e);
+            }
+            assertThat(java.util.Arrays.stream(meta.activityLog().recoveredExtents()).boxed().toList())
+                .containsExactlyInAnyOrderElementsOf(expected);
             assertThat(meta.activityLog().damaged()).isFalse();
         }
         // Restarted (cleanly, same boot) before any resync: the recovery is still owed, the extents kept.
@@ -254,7 +284,7 @@ class MetadataFileTest
             assertThat(meta.machineCrash()).isFalse();
             assertThat(meta.alRecoveryPending()).isTrue();
             assertThat(meta.copyInDoubt()).isTrue();
-            assertThat(meta.activityLog().recoveredExtents()).containsExactlyInAnyOrder(5L, 7L);
+            assertThat(meta.activityLog().recoveredExtents()).hasSize(2 * ActivityLog.PREFETCH).contains(5L, 40L);
             meta.alRecoveryDone();
             meta.copyState(9, MetadataFile.Disk.CONSISTENT);
             assertThat(meta.copyInDoubt()).isFalse();
@@ -318,20 +348,20 @@ class MetadataFileTest
             final java.util.List<Long> forgotten = new java.util.ArrayList<>();
             for (long e = 0; e < MetadataFile.AL_SLOTS; e++)
             {
-                al.beforeWrite(e << 22, 1, e + 1, 0, forgotten::add);
+                al.beforeWrite(e << 22, 1, e + 1, 0, recordingInto(forgotten));
             }
             assertThat(al.hotExtents()).isEqualTo(MetadataFile.AL_SLOTS);
             assertThat(forgotten).isEmpty();
             // nothing acknowledged: the oldest extent must be forgotten by the caller
-            al.beforeWrite(5000L << 22, 1, 5000, 0, forgotten::add);
+            al.beforeWrite(5000L << 22, 1, 5000, 0, recordingInto(forgotten));
             assertThat(forgotten).containsExactly(0L);
             // extents 1..10 acknowledged (lsn <= 11): the least recently used of them goes, silently
-            al.beforeWrite(5001L << 22, 1, 5001, 11, forgotten::add);
+            al.beforeWrite(5001L << 22, 1, 5001, 11, recordingInto(forgotten));
             assertThat(forgotten).containsExactly(0L);
             assertThat(al.hotExtents()).isEqualTo(MetadataFile.AL_SLOTS);
             // a hot extent costs no transaction
             final long tx = al.transactions();
-            al.beforeWrite(5001L << 22, 4096, 5002, 11, forgotten::add);
+            al.beforeWrite(5001L << 22, 4096, 5002, 11, recordingInto(forgotten));
             assertThat(al.transactions()).isEqualTo(tx);
         }
     }
