@@ -146,15 +146,8 @@ final class VerbCommands
             {
                 return 0;
             }
-            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
-            String lastLine = "";
-            while (System.nanoTime() < deadline)
+            return watch(address, volume, timeoutSeconds, "resync", v ->
             {
-                final JsonNode v = volumeStatus(address, volume);
-                if (v == null)
-                {
-                    return 1;
-                }
                 final boolean ours = v.path("connects").asLong() > connectsBefore;
                 if (ours && "streaming".equals(v.path("replication").asText())
                     && "up-to-date".equals(v.path("disk").asText()) && v.path("dirtyBytes").asLong() == 0)
@@ -163,22 +156,16 @@ final class VerbCommands
                         + " sent; the standby is up to date");
                     return 0;
                 }
+                return null;
+            }, v ->
+            {
                 final long total = v.path("syncTotalBytes").asLong();
-                final String line = ours && total > 0
+                return v.path("connects").asLong() > connectsBefore && total > 0
                     ? String.format(Locale.ROOT, "resync %s: %s, %.0f%% of %s compared", volume,
                         v.path("replication").asText(), 100.0 * v.path("syncedBytes").asLong() / total,
                         Units.formatBytes(total))
                     : "waiting for " + volume + " to reconnect (replication " + v.path("replication").asText() + ")";
-                if (!line.equals(lastLine))
-                {
-                    System.err.println(line);
-                    lastLine = line;
-                }
-                Thread.sleep(500);
-            }
-            System.err.println("doppel: resync of " + volume + " did not finish within " + timeoutSeconds
-                + " s; it goes on in the daemon (see doppel status)");
-            return 1;
+            });
         }
     }
 
@@ -267,38 +254,21 @@ final class VerbCommands
             {
                 return 0;
             }
-            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
-            String lastLine = "";
-            while (System.nanoTime() < deadline)
+            return watch(address, volume, timeoutSeconds, "verify", v ->
             {
-                final JsonNode v = volumeStatus(address, volume);
-                if (v == null)
-                {
-                    return 1;
-                }
                 final JsonNode verify = v.path("verify");
                 final String state = verify.path("state").asText();
-                final boolean ours = verify.path("runs").asLong() > runsBefore;
-                if (ours && !"running".equals(state))
-                {
-                    return report(verify, state);
-                }
+                return verify.path("runs").asLong() > runsBefore && !"running".equals(state) ? report(verify, state) : null;
+            }, v ->
+            {
+                final JsonNode verify = v.path("verify");
                 final long total = verify.path("totalBytes").asLong();
-                final String line = ours && total > 0
+                return verify.path("runs").asLong() > runsBefore && total > 0
                     ? String.format(Locale.ROOT, "verifying %s: %.0f%% of %s, %d differing so far", volume,
                         100.0 * verify.path("verifiedBytes").asLong() / total, Units.formatBytes(total),
                         verify.path("differingBlocks").asLong())
                     : "waiting for " + volume + " to stream (replication " + v.path("replication").asText() + ")";
-                if (!line.equals(lastLine))
-                {
-                    System.err.println(line);
-                    lastLine = line;
-                }
-                Thread.sleep(500);
-            }
-            System.err.println("doppel: verify of " + volume + " did not finish within " + timeoutSeconds
-                + " s; it goes on in the daemon (see verify in doppel status --json)");
-            return 1;
+            });
         }
 
         private int report(final JsonNode verify, final String state)
@@ -323,6 +293,41 @@ final class VerbCommands
             }
             return differing == repaired ? 0 : 1;
         }
+    }
+
+    /**
+     * Polls the volume's status every 500 ms until {@code done} gives an exit code, printing each new
+     * {@code progress} line to stderr; 1 after {@code timeoutSeconds} (the work goes on in the daemon).
+     */
+    static int watch(final String address, final String volume, final long timeoutSeconds, final String what,
+        final java.util.function.Function<JsonNode, Integer> done, final java.util.function.Function<JsonNode, String> progress)
+        throws InterruptedException
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+        String lastLine = "";
+        while (System.nanoTime() < deadline)
+        {
+            final JsonNode v = volumeStatus(address, volume);
+            if (v == null)
+            {
+                return 1;
+            }
+            final Integer code = done.apply(v);
+            if (code != null)
+            {
+                return code;
+            }
+            final String line = progress.apply(v);
+            if (!line.equals(lastLine))
+            {
+                System.err.println(line);
+                lastLine = line;
+            }
+            Thread.sleep(500);
+        }
+        System.err.println("doppel: " + what + " of " + volume + " did not finish within " + timeoutSeconds
+            + " s; it goes on in the daemon (see doppel status --json)");
+        return 1;
     }
 
     /** POSTs the verb; prints the daemon's refusal or why it could not be reached and returns null then. */
