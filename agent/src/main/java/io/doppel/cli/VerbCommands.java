@@ -171,11 +171,11 @@ final class VerbCommands
 
     @Command(name = "promote", mixinStandardHelpOptions = true,
         description = {"Make this node primary for VOL at once: its NBD export turns read-write and it replicates"
-            + " to its peer. Refused while a primary feeds it, and for an inconsistent copy unless --force.",
+            + " to its peer. Refused while a primary feeds it, and for an inconsistent or in-doubt copy unless --force.",
             "Lasts until the daemon restarts: change role in the config to keep it."})
     static final class Promote extends Verb
     {
-        @Option(names = "--force", description = "promote even an inconsistent copy")
+        @Option(names = "--force", description = "promote even an inconsistent or in-doubt copy")
         boolean force;
 
         @Override

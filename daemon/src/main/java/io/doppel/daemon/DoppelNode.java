@@ -323,7 +323,8 @@ public final class DoppelNode implements AutoCloseable
         final Volume volume;
         // An image that is missing or shorter than the volume is (re)created here: whatever the metadata
         // says about its contents no longer holds.
-        final boolean imageWasThere = Files.exists(vc.path()) && (vc.size() <= 0 || Files.size(vc.path()) >= vc.size()
+        final boolean imageExisted = Files.exists(vc.path());
+        final boolean imageWasThere = imageExisted && (vc.size() <= 0 || Files.size(vc.path()) >= vc.size()
             || !Files.isRegularFile(vc.path()));
         try
         {
@@ -362,11 +363,27 @@ public final class DoppelNode implements AutoCloseable
                     : "this copy may have lost writes it acknowledged; the primary will compare the whole volume"));
         }
         final String component = config.node().name() + "/" + vc.name();
+        if (!imageWasThere && metadata.currentGen() != 0 && vc.role() == VolumeConfig.Role.PRIMARY)
+        {
+            // A primary serving a recreated, empty image would overwrite its standby with zeros: refuse.
+            try (metadata)
+            {
+                volume.close();
+                if (!imageExisted)
+                {
+                    Files.deleteIfExists(vc.path()); // only the empty file created a moment ago
+                }
+            }
+            throw new IOException("volume " + vc.name() + ": image " + vc.path() + " is " + (imageExisted ? "shorter"
+                + " than the volume" : "missing") + ", but metadata " + metadata.path() + " says it held data"
+                + " (generation " + Long.toHexString(metadata.currentGen()) + "); refusing to serve it as primary. Restore"
+                + " the image, or make this node standby (its copy is then rebuilt from the peer), or move the"
+                + " metadata file away to start over");
+        }
         if (!imageWasThere && metadata.currentGen() != 0)
         {
             Log.warn(component, "image " + vc.path() + " was missing or short and has been created; its metadata no"
-                + " longer describes it" + (vc.role() == VolumeConfig.Role.STANDBY
-                    ? ": the primary will compare the whole volume" : ": this primary now holds zeros there"));
+                + " longer describes it: the primary will compare the whole volume");
             metadata.copyState(0, MetadataFile.Disk.UNKNOWN);
         }
         if (vc.role() == VolumeConfig.Role.STANDBY && metadata.role() == MetadataFile.ROLE_PRIMARY

@@ -28,7 +28,7 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
     /** Bytes of the version-2 fields after the names. */
     public static final int GENERATION_BYTES = 34;
 
-    /** Flag: the sender's metadata was not closed cleanly (it crashed or was killed). */
+    /** Flag: the sender's copy is in doubt (machine crash, or a former primary with writes its peer lacks). */
     public static final int FLAG_UNCLEAN = 1;
 
     public Hello(final int magic, final int versionMin, final int versionMax, final int role, final long size,

@@ -36,11 +36,11 @@ import java.util.zip.CRC32C;
  * The primary's replication engine for one volume, on its own thread (never an event loop, since it
  * reads the mapped image and may wait for the link to drain).
  *
- * <p>Per connection: connect, handshake, then bring the standby up to date by comparing block hashes
- * (the standby sends its hashes in batches; only differing blocks are marked dirty and sent), drain the
- * dirty map, switch to streaming the ordered replication log, and fall back to catch-up from the dirty
- * map if the log overflows. On any failure the link is closed and the cycle starts again after a
- * backoff; every reconnect begins with a full compare, so nothing in flight at a failure is lost.
+ * <p>Per connection: connect, handshake (generations decide), then bring the standby up to date — from
+ * the dirty map when it covers the difference, else by comparing block hashes (only differing blocks are
+ * marked dirty and sent) — switch to streaming the ordered replication log, and fall back to catch-up
+ * from the dirty map if the log overflows. On any failure the link is closed and the cycle starts again
+ * after a backoff; what was in flight comes back as dirty (in-flight epochs), so nothing is lost.
  */
 public final class ReplicationSender implements Runnable, AutoCloseable
 {
@@ -379,8 +379,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             return null;
         }
         return mine == 0 || reply.trackingSince() == 0
-            ? "after-split-brain = " + policy + " cannot tell which primary is younger"
-            : "after-split-brain = " + policy + " picks this primary (it started writing alone later): demote it and"
+            ? "after-split-brain = \"" + policy + "\" cannot tell which primary is younger"
+            : "after-split-brain = \"" + policy + "\" picks this primary (it did not start writing alone earlier): demote it and"
                 + " promote " + peer.name() + " to apply that";
     }
 
@@ -420,7 +420,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         else
         {
             Log.info(component, "standby " + peer.name() + " holds generation " + Long.toHexString(peerHello.currentGen())
-                + ((peerHello.flags() & Hello.FLAG_UNCLEAN) != 0 ? " and was not shut down cleanly" : "")
+                + ((peerHello.flags() & Hello.FLAG_UNCLEAN) != 0 ? " and says its copy is in doubt" : "")
                 + "; the dirty map does not cover it: comparing the whole volume by hash");
             compareAll(SYNC_FULL);
         }
@@ -1069,7 +1069,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         if (verifyNext >= 0)
         {
             verifyNext = -1;
-            state.verifyEnded("aborted: the link went down; run verify again");
+            state.verifyEnded("aborted: the link was closed (" + (paused ? "paused" : running ? "link down or resync"
+                : "shutting down") + "); run verify again");
         }
         previousEpochBusy = false;
         state.connected(false);

@@ -209,7 +209,7 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
             throw new java.io.UncheckedIOException("split brain: cannot save this copy's " + blocks
                 + " divergent block(s) to " + file + " (nothing was overwritten): " + e.getMessage(), e);
         }
-        io.doppel.log.Log.warn("standby/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
+        io.doppel.log.Log.warn(config.peer() + "'s standby/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
             + " on its own to " + file + " before the primary overwrites them");
         map.clearAll();
         metadata.flush();

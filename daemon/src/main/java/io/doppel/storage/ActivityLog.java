@@ -13,11 +13,13 @@ import java.util.zip.CRC32C;
  * but a machine that loses power loses whatever the kernel had not written back. After such a crash,
  * the blocks to look at again are the persisted dirty map plus every extent listed here — never the
  * whole volume. An extent leaves the log (cools) lazily, only when its slot is needed and the standby
- * has acknowledged every write to it; if none qualifies, the caller marks the oldest extent dirty and
- * forces the dirty map before the slot is reused.
+ * has acknowledged every write to it and this node's disk holds them; if none qualifies, the caller forces
+ * the image and the dirty map (which then cover the oldest extent) before the slot is reused. An extent
+ * still owed a post-crash compare is given up only when nothing else is left, and then marked dirty whole.
  *
  * <p>Slot layout (16 bytes, little-endian): {@code extent+1 u64 | crc32c(slot index, extent+1) u32 |
- * reserved u32}; 0 is an empty slot. One slot write and one page force per newly hot extent.
+ * reserved u32}; 0 is an empty slot. One page force per newly hot extent, which also lists the next
+ * {@value #PREFETCH} - 1 extents where slots are free or cool.
  * Not thread-safe: the write path calls it under its lock.
  */
 public final class ActivityLog
