@@ -69,10 +69,15 @@ public final class DaemonMain
             Log.error(config.node().name() + "/node", "cannot start: " + e.getMessage());
             return EXIT_START;
         }
+        final ServiceNotifier notifier = ServiceNotifier.start(node, System.getenv());
         final CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() ->
         {
             Log.info(config.node().name() + "/node", "stopping");
+            if (notifier != null)
+            {
+                notifier.stopping();
+            }
             node.close();
             stopped.countDown();
         }, "doppel-shutdown"));

@@ -502,6 +502,12 @@ public final class DoppelNode implements AutoCloseable
         return names;
     }
 
+    /** Every volume's state, in config order. */
+    public List<VolumeState> volumeStates()
+    {
+        return java.util.Collections.unmodifiableList(states);
+    }
+
     /** The /status document. */
     public Map<String, Object> status()
     {

@@ -36,11 +36,21 @@ public final class DaemonProcesses implements AutoCloseable
     /** Starts {@code doppel daemon --config config} in a new JVM; its output goes to {@code name.log}. */
     public Process start(final Path config, final String name) throws IOException
     {
+        return start(config, name, new String[0]);
+    }
+
+    /** As {@link #start(Path, String)}, with extra environment variables given as name, value, name, value, … */
+    public Process start(final Path config, final String name, final String... environment) throws IOException
+    {
         final String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         final ProcessBuilder pb = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "-Xmx512m",
             "-cp", System.getProperty("java.class.path"), DaemonMain.class.getName(), "--config", config.toString())
             .redirectErrorStream(true)
             .redirectOutput(dir.resolve(name + ".log").toFile());
+        for (int i = 0; i + 1 < environment.length; i += 2)
+        {
+            pb.environment().put(environment[i], environment[i + 1]);
+        }
         final Process p = pb.start();
         processes.add(p);
         return p;
