@@ -83,6 +83,41 @@ final class VerbCommands
         }
     }
 
+    /** A verb whose work goes on in the daemon: it waits and shows progress unless --no-wait. */
+    abstract static class WaitingVerb extends Verb
+    {
+        @Option(names = "--no-wait", description = "return once the daemon accepted the request")
+        boolean noWait;
+
+        @Option(names = "--timeout", defaultValue = "3600", paramLabel = "SECONDS",
+            description = "give up waiting after this long (default: ${DEFAULT-VALUE})")
+        long timeoutSeconds;
+
+        /** The counter in the volume's status that tells this request's run from earlier ones, before it. */
+        long counterBefore;
+
+        /** That counter in a status document (e.g. links made, verifies started). */
+        abstract long counter(JsonNode volumeStatus);
+
+        @Override
+        boolean before(final String address) throws Exception
+        {
+            final JsonNode v = volumeStatus(address, volume);
+            if (v == null)
+            {
+                return false;
+            }
+            counterBefore = counter(v);
+            return true;
+        }
+
+        /** Whether the status shows this request's run (the counter moved on). */
+        boolean ours(final JsonNode v)
+        {
+            return counter(v) > counterBefore;
+        }
+    }
+
     @Command(name = "pause", mixinStandardHelpOptions = true,
         description = "Stop replicating VOL (on its primary): the link is closed, writes go on and are tracked.")
     static final class Pause extends Verb
@@ -109,34 +144,19 @@ final class VerbCommands
         description = {"Compare the whole of VOL with its standby by hash and send what differs (a full resync),"
             + " showing progress until the standby is up to date again.",
             "Exit 0: done; 1: refused, or not done within --timeout (it goes on in the daemon)."})
-    static final class Resync extends Verb
+    static final class Resync extends WaitingVerb
     {
-        @Option(names = "--no-wait", description = "return once the resync is requested")
-        boolean noWait;
-
-        @Option(names = "--timeout", defaultValue = "3600", paramLabel = "SECONDS",
-            description = "give up waiting after this long (default: ${DEFAULT-VALUE})")
-        long timeoutSeconds;
-
-        /** Links the volume had before ours: the resync runs on the next one. */
-        private long connectsBefore;
-
         @Override
         String verb()
         {
             return "resync";
         }
 
+        /** Links made: the resync runs on the next one. */
         @Override
-        boolean before(final String address) throws Exception
+        long counter(final JsonNode v)
         {
-            final JsonNode v = volumeStatus(address, volume);
-            if (v == null)
-            {
-                return false;
-            }
-            connectsBefore = v.path("connects").asLong();
-            return true;
+            return v.path("connects").asLong();
         }
 
         @Override
@@ -148,8 +168,7 @@ final class VerbCommands
             }
             return watch(address, volume, timeoutSeconds, "resync", v ->
             {
-                final boolean ours = v.path("connects").asLong() > connectsBefore;
-                if (ours && "streaming".equals(v.path("replication").asText())
+                if (ours(v) && "streaming".equals(v.path("replication").asText())
                     && "up-to-date".equals(v.path("disk").asText()) && v.path("dirtyBytes").asLong() == 0)
                 {
                     System.out.println(volume + ": resync done: " + Units.formatBytes(v.path("syncBytesSent").asLong())
@@ -160,7 +179,7 @@ final class VerbCommands
             }, v ->
             {
                 final long total = v.path("syncTotalBytes").asLong();
-                return v.path("connects").asLong() > connectsBefore && total > 0
+                return ours(v) && total > 0
                     ? String.format(Locale.ROOT, "resync %s: %s, %.0f%% of %s compared", volume,
                         v.path("replication").asText(), 100.0 * v.path("syncedBytes").asLong() / total,
                         Units.formatBytes(total))
@@ -208,20 +227,10 @@ final class VerbCommands
         description = {"Compare VOL with its standby block by block, online, while it replicates, and report the"
             + " blocks that differ. Blocks being written during the compare are skipped.",
             "Exit 0: no difference (or all repaired); 1: differences found, or the verify did not finish."})
-    static final class Verify extends Verb
+    static final class Verify extends WaitingVerb
     {
         @Option(names = "--repair", description = "send differing blocks again")
         boolean repair;
-
-        @Option(names = "--no-wait", description = "return once the verify is started")
-        boolean noWait;
-
-        @Option(names = "--timeout", defaultValue = "3600", paramLabel = "SECONDS",
-            description = "give up waiting after this long (default: ${DEFAULT-VALUE})")
-        long timeoutSeconds;
-
-        /** Verifies the daemon had run before ours: ours is the next one. */
-        private long runsBefore;
 
         @Override
         String verb()
@@ -229,16 +238,11 @@ final class VerbCommands
             return "verify";
         }
 
+        /** Verifies started: ours is the next one. */
         @Override
-        boolean before(final String address) throws Exception
+        long counter(final JsonNode v)
         {
-            final JsonNode v = volumeStatus(address, volume);
-            if (v == null)
-            {
-                return false;
-            }
-            runsBefore = v.path("verify").path("runs").asLong();
-            return true;
+            return v.path("verify").path("runs").asLong();
         }
 
         @Override
@@ -258,12 +262,12 @@ final class VerbCommands
             {
                 final JsonNode verify = v.path("verify");
                 final String state = verify.path("state").asText();
-                return verify.path("runs").asLong() > runsBefore && !"running".equals(state) ? report(verify, state) : null;
+                return ours(v) && !"running".equals(state) ? report(verify, state) : null;
             }, v ->
             {
                 final JsonNode verify = v.path("verify");
                 final long total = verify.path("totalBytes").asLong();
-                return verify.path("runs").asLong() > runsBefore && total > 0
+                return ours(v) && total > 0
                     ? String.format(Locale.ROOT, "verifying %s: %.0f%% of %s, %d differing so far", volume,
                         100.0 * verify.path("verifiedBytes").asLong() / total, Units.formatBytes(total),
                         verify.path("differingBlocks").asLong())
