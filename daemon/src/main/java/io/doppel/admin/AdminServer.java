@@ -72,6 +72,13 @@ public final class AdminServer implements AutoCloseable
     public static AdminServer start(final String nodeName, final InetSocketAddress address,
         final Supplier<Map<String, Object>> status, final Verbs verbs) throws IOException
     {
+        return start(nodeName, address, status, verbs, () -> "");
+    }
+
+    /** As above, with {@code metrics} serving the Prometheus text at {@code GET /metrics}. */
+    public static AdminServer start(final String nodeName, final InetSocketAddress address,
+        final Supplier<Map<String, Object>> status, final Verbs verbs, final Supplier<String> metrics) throws IOException
+    {
         final HttpServer server;
         try
         {
@@ -92,6 +99,15 @@ public final class AdminServer implements AutoCloseable
         server.createContext("/status", exchange -> respond(exchange, () -> JSON.writerWithDefaultPrettyPrinter()
             .writeValueAsString(status.get()) + "\n"));
         server.createContext("/volumes/", exchange -> verb(exchange, verbs, nodeName));
+        server.createContext("/metrics", exchange ->
+        {
+            if (!"GET".equals(exchange.getRequestMethod()))
+            {
+                send(exchange, 405, "text/plain", exchange.getRequestMethod() + " not allowed: use GET\n");
+                return;
+            }
+            send(exchange, 200, "text/plain; version=0.0.4", metrics.get());
+        });
         server.createContext("/", exchange -> send(exchange, 404, "text/plain",
             "not found: " + exchange.getRequestURI().getPath() + " (try /status)\n"));
         server.start();

@@ -100,7 +100,8 @@ public final class DoppelNode implements AutoCloseable
         }
         startFlusher();
         startNbd();
-        admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb);
+        final io.doppel.admin.Metrics metrics = new io.doppel.admin.Metrics(name, states);
+        admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape);
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
     }

@@ -1,0 +1,97 @@
+package io.doppel.admin;
+
+import io.doppel.replication.VolumeState;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Tags;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.ToDoubleFunction;
+
+/**
+ * The node's meters in Micrometer, scraped as Prometheus text at {@code GET /metrics}. Every meter reads
+ * the same {@link VolumeState} fields {@code /status} shows, on scrape: nothing is added to the hot path.
+ * Names start with {@code doppel_}; each has a description and a base unit.
+ */
+public final class Metrics
+{
+    private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+
+    public Metrics(final String node, final List<VolumeState> volumes)
+    {
+        for (final VolumeState v : volumes)
+        {
+            final Tags tags = Tags.of("node", node, "volume", v.config().name(), "peer", v.config().peer());
+            counter(v, tags, "doppel.replication.sent", "bytes", "Bytes of frames sent on the peer link",
+                VolumeState::bytesSent);
+            counter(v, tags, "doppel.replication.received", "bytes", "Bytes of frames received on the peer link",
+                VolumeState::bytesReceived);
+            counter(v, tags, "doppel.replication.blocks.sent", "blocks", "Blocks sent (data and zero frames)",
+                VolumeState::blocksSent);
+            counter(v, tags, "doppel.replication.blocks.received", "blocks", "Blocks received and applied",
+                VolumeState::blocksReceived);
+            counter(v, tags, "doppel.compression.saved", "bytes", "Bytes saved by compression on sent blocks",
+                VolumeState::compressionSavedBytes);
+            counter(v, tags, "doppel.zero.elided", "bytes", "Bytes of zero blocks sent as ZERO frames without payload",
+                VolumeState::zeroBytes);
+            counter(v, tags, "doppel.log.overflows", "events",
+                "Times the replication log overflowed and the volume fell back to catch-up (back-pressure)",
+                VolumeState::logOverflows);
+            counter(v, tags, "doppel.acks.degraded", "replies",
+                "NBD replies given without the standby's answer (link down, overflow, no peer)", VolumeState::degradedAcks);
+            counter(v, tags, "doppel.link.connects", "connections", "Peer links established (connection state changes)",
+                VolumeState::connects);
+            gauge(v, tags, "doppel.dirty", "bytes", "Bytes marked in the dirty map (whole blocks)", VolumeState::dirtyBytes);
+            gauge(v, tags, "doppel.inflight", "bytes", "Bytes sent to the standby and not yet acknowledged",
+                VolumeState::inFlightBytes);
+            gauge(v, tags, "doppel.log.queued", "bytes", "Bytes waiting in the replication log", VolumeState::logBytes);
+            gauge(v, tags, "doppel.replication.lag", "bytes",
+                "Bytes the standby does not hold yet: dirty, in flight and queued in the log",
+                s -> s.dirtyBytes() + s.inFlightBytes() + s.logBytes());
+            final AtomicLong caughtUpNanos = new AtomicLong(System.nanoTime());
+            gauge(v, tags, "doppel.replication.lag.age", "seconds",
+                "Seconds since the standby last held every write (0 while it does): the age of the oldest write it"
+                    + " has not acknowledged, sampled when scraped", s -> lagSeconds(s, caughtUpNanos));
+            gauge(v, tags, "doppel.sync.remaining", "bytes", "Bytes of the current sync or compare not yet done",
+                s -> Math.max(0, s.syncTotalBytes() - s.syncedBytes()));
+            gauge(v, tags, "doppel.link.up", "state", "1 while the peer link is connected", s -> s.connected() ? 1 : 0);
+            gauge(v, tags, "doppel.standby.uptodate", "state", "1 while the standby copy is up to date",
+                s -> s.disk() == VolumeState.Disk.UP_TO_DATE ? 1 : 0);
+        }
+    }
+
+    private static double lagSeconds(final VolumeState s, final AtomicLong caughtUpNanos)
+    {
+        final long now = System.nanoTime();
+        final boolean caughtUp = s.replication() == VolumeState.Replication.STREAMING
+            && s.disk() == VolumeState.Disk.UP_TO_DATE && s.dirtyBytes() == 0 && s.logBytes() == 0
+            && s.ackedSeq() >= s.sentSeq();
+        if (caughtUp)
+        {
+            caughtUpNanos.set(now);
+            return 0;
+        }
+        return (now - caughtUpNanos.get()) / 1e9;
+    }
+
+    private void counter(final VolumeState v, final Tags tags, final String name, final String unit, final String help,
+        final ToDoubleFunction<VolumeState> f)
+    {
+        FunctionCounter.builder(name, v, f).description(help).baseUnit(unit).tags(tags).register(registry);
+    }
+
+    private void gauge(final VolumeState v, final Tags tags, final String name, final String unit, final String help,
+        final ToDoubleFunction<VolumeState> f)
+    {
+        Gauge.builder(name, v, f).description(help).baseUnit(unit).tags(tags).register(registry);
+    }
+
+    /** The Prometheus text exposition. */
+    public String scrape()
+    {
+        return registry.scrape();
+    }
+}
