@@ -25,6 +25,17 @@ final class StatusCommand implements Callable<Integer>
     @Option(names = "--json", description = "print the /status JSON as the daemon returns it")
     boolean json;
 
+    @Option(names = "--watch", description = "print the table again every --interval seconds, with throughput and ETA")
+    boolean watch;
+
+    @Option(names = "--interval", defaultValue = "2", paramLabel = "SECONDS",
+        description = "seconds between tables with --watch (default: ${DEFAULT-VALUE})")
+    double intervalSeconds;
+
+    @Option(names = "--count", defaultValue = "0", paramLabel = "N",
+        description = "with --watch: stop after N tables (default: until interrupted)")
+    int count;
+
     @Mixin
     AdminOptions where = new AdminOptions();
 
@@ -37,24 +48,89 @@ final class StatusCommand implements Callable<Integer>
             return 2;
         }
         final URI uri = URI.create("http://" + address + "/status");
-        final String body;
-        try
+        JsonNode previous = null;
+        long previousNanos = 0;
+        for (int shown = 0; ; shown++)
         {
-            body = fetch(uri);
+            final String body;
+            try
+            {
+                body = fetch(uri);
+            }
+            catch (final IOException e)
+            {
+                System.err.println("doppel: cannot reach the admin endpoint at " + uri + ": " + describe(e)
+                    + "; is the daemon running? (choose another with --admin HOST:PORT)");
+                return 1;
+            }
+            if (json && !watch)
+            {
+                System.out.print(body.endsWith("\n") ? body : body + "\n");
+                return 0;
+            }
+            final JsonNode now = new ObjectMapper().readTree(body);
+            final long nowNanos = System.nanoTime();
+            if (watch && System.console() != null)
+            {
+                System.out.print("\033[H\033[2J"); // a terminal: redraw in place
+            }
+            printTable(now, System.out);
+            if (!watch)
+            {
+                return 0;
+            }
+            printRates(previous, now, (nowNanos - previousNanos) / 1e9, System.out);
+            System.out.flush();
+            if (count > 0 && shown + 1 >= count)
+            {
+                return 0;
+            }
+            previous = now;
+            previousNanos = nowNanos;
+            Thread.sleep((long)(intervalSeconds * 1000));
         }
-        catch (final IOException e)
+    }
+
+    /** Per volume: throughput since the last table and, while syncing, the time left at that rate. */
+    static void printRates(final JsonNode before, final JsonNode now, final double seconds, final PrintStream out)
+    {
+        if (before == null || seconds <= 0)
         {
-            System.err.println("doppel: cannot reach the admin endpoint at " + uri + ": " + describe(e)
-                + "; is the daemon running? (choose another with --admin HOST:PORT)");
-            return 1;
+            return;
         }
-        if (json)
+        for (final JsonNode v : now.path("volumes"))
         {
-            System.out.print(body.endsWith("\n") ? body : body + "\n");
-            return 0;
+            JsonNode b = null;
+            for (final JsonNode x : before.path("volumes"))
+            {
+                if (x.path("name").asText().equals(v.path("name").asText()))
+                {
+                    b = x;
+                }
+            }
+            if (b == null)
+            {
+                continue;
+            }
+            final double sent = (v.path("bytesSent").asLong() - b.path("bytesSent").asLong()) / seconds;
+            final double received = (v.path("bytesReceived").asLong() - b.path("bytesReceived").asLong()) / seconds;
+            final double synced = (v.path("syncedBytes").asLong() - b.path("syncedBytes").asLong()) / seconds;
+            final long left = v.path("syncTotalBytes").asLong() - v.path("syncedBytes").asLong();
+            String eta = "-";
+            if ("syncing".equals(v.path("replication").asText()) && left > 0 && synced > 0)
+            {
+                eta = formatSeconds(left / synced);
+            }
+            out.printf(Locale.ROOT, "  %s: sent %s/s, received %s/s, sync ETA %s%n", v.path("name").asText(),
+                Units.formatBytes((long)Math.max(0, sent)), Units.formatBytes((long)Math.max(0, received)), eta);
         }
-        printTable(new ObjectMapper().readTree(body), System.out);
-        return 0;
+    }
+
+    private static String formatSeconds(final double s)
+    {
+        final long t = (long)Math.ceil(s);
+        return t >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", t / 3600, t / 60 % 60)
+            : t >= 60 ? String.format(Locale.ROOT, "%dm%02ds", t / 60, t % 60) : t + "s";
     }
 
     static String fetch(final URI uri) throws IOException, InterruptedException
@@ -79,8 +155,8 @@ final class StatusCommand implements Callable<Integer>
     static void printTable(final JsonNode status, final PrintStream out)
     {
         out.println("node " + status.path("node").asText());
-        final String format = "%-12s %-8s %-14s %-11s %-12s %10s %10s %10s %10s %6s%n";
-        out.printf(format, "VOLUME", "ROLE", "PEER", "REPLICATION", "DISK", "SIZE", "DIRTY", "SENT", "RECEIVED",
+        final String format = "%-12s %-8s %-14s %-11s %-12s %10s %10s %10s %10s %10s %6s%n";
+        out.printf(format, "VOLUME", "ROLE", "PEER", "REPLICATION", "DISK", "SIZE", "DIRTY", "LAG", "SENT", "RECEIVED",
             "SYNC");
         for (final JsonNode v : status.path("volumes"))
         {
@@ -92,6 +168,8 @@ final class StatusCommand implements Callable<Integer>
                 peer.path("name").asText() + (peer.path("connected").asBoolean() ? " (up)" : " (down)"),
                 v.path("replication").asText(), v.path("disk").asText(),
                 Units.formatBytes(v.path("size").asLong()), Units.formatBytes(v.path("dirtyBytes").asLong()),
+                Units.formatBytes(v.path("dirtyBytes").asLong() + v.path("inFlightBytes").asLong()
+                    + v.path("logBytes").asLong()),
                 Units.formatBytes(v.path("bytesSent").asLong()), Units.formatBytes(v.path("bytesReceived").asLong()),
                 sync);
             final String error = v.path("lastError").asText();

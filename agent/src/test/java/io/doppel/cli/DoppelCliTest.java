@@ -39,6 +39,13 @@ class DoppelCliTest
             assertThat(table.out()).contains("node beta").contains("VOLUME").contains("vm1").contains("standby")
                 .contains("alpha (down)").contains("8.0 MiB");
 
+            assertThat(table.out()).contains("LAG");
+            final CliRun.Result watched = run("status", "--watch", "--count", "2", "--interval", "0.2", "--admin",
+                "127.0.0.1:" + admin);
+            assertThat(watched.code()).isZero();
+            assertThat(watched.out().split("node beta", -1)).as("two tables").hasSize(3);
+            assertThat(watched.out()).contains("vm1: sent 0 B/s, received 0 B/s, sync ETA -");
+
             final CliRun.Result json = run("status", "--json", "--admin", "127.0.0.1:" + admin);
             assertThat(json.code()).isZero();
             assertThat(json.out()).contains("\"node\" : \"beta\"").contains("\"role\" : \"standby\"")
