@@ -96,18 +96,10 @@ public final class AdminServer implements AutoCloseable
             return t;
         });
         server.setExecutor(executor);
-        server.createContext("/status", exchange -> respond(exchange, () -> JSON.writerWithDefaultPrettyPrinter()
+        server.createContext("/status", exchange -> respond(exchange, "application/json", () -> JSON.writerWithDefaultPrettyPrinter()
             .writeValueAsString(status.get()) + "\n"));
         server.createContext("/volumes/", exchange -> verb(exchange, verbs, nodeName));
-        server.createContext("/metrics", exchange ->
-        {
-            if (!"GET".equals(exchange.getRequestMethod()))
-            {
-                send(exchange, 405, "text/plain", exchange.getRequestMethod() + " not allowed: use GET\n");
-                return;
-            }
-            send(exchange, 200, "text/plain; version=0.0.4", metrics.get());
-        });
+        server.createContext("/metrics", exchange -> respond(exchange, "text/plain; version=0.0.4", metrics::get));
         server.createContext("/", exchange -> send(exchange, 404, "text/plain",
             "not found: " + exchange.getRequestURI().getPath() + " (try /status)\n"));
         server.start();
@@ -127,25 +119,25 @@ public final class AdminServer implements AutoCloseable
         String get() throws IOException;
     }
 
-    private static void respond(final HttpExchange exchange, final Body body) throws IOException
+    /** Answers a GET with {@code body} as {@code type}; a failure to build it is a 500 with the error as JSON. */
+    private static void respond(final HttpExchange exchange, final String type, final Body body) throws IOException
     {
         if (!"GET".equals(exchange.getRequestMethod()))
         {
             send(exchange, 405, "text/plain", exchange.getRequestMethod() + " not allowed: use GET\n");
             return;
         }
-        String text;
-        int code = 200;
+        final String text;
         try
         {
             text = body.get();
         }
         catch (final RuntimeException e)
         {
-            code = 500;
-            text = "{\"error\": " + JSON.writeValueAsString(String.valueOf(e)) + "}\n";
+            send(exchange, 500, "application/json", error(String.valueOf(e)));
+            return;
         }
-        send(exchange, code, "application/json", text);
+        send(exchange, 200, type, text);
     }
 
     private static void verb(final HttpExchange exchange, final Verbs verbs, final String nodeName) throws IOException

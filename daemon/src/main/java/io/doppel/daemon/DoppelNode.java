@@ -93,10 +93,7 @@ public final class DoppelNode implements AutoCloseable
         peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory());
         for (final PrimaryVolume p : primaries.values())
         {
-            final PeerConfig peer = config.peer(p.config().peer()).orElseThrow();
-            final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
-            senders.put(p.name(), sender);
-            sender.start();
+            startSender(p);
         }
         startFlusher();
         startNbd();
@@ -104,6 +101,16 @@ public final class DoppelNode implements AutoCloseable
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape);
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
+    }
+
+    /** Starts replicating {@code p} to its peer; returns the peer. */
+    private PeerConfig startSender(final PrimaryVolume p)
+    {
+        final PeerConfig peer = config.peer(p.config().peer()).orElseThrow();
+        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
+        senders.put(p.name(), sender);
+        sender.start();
+        return peer;
     }
 
     private static PrimaryVolume newPrimary(final VolumeConfig vc, final Volume volume, final MetadataFile metadata,
@@ -155,10 +162,7 @@ public final class DoppelNode implements AutoCloseable
         final PrimaryVolume p = newPrimary(vc, s.volume(), meta, s.state());
         primaries.put(name, p);
         replaceExport(p);
-        final PeerConfig peer = config.peer(vc.peer()).orElseThrow();
-        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
-        senders.put(name, sender);
-        sender.start();
+        final PeerConfig peer = startSender(p);
         Log.warn(config.node().name() + "/" + name, "promoted to primary" + (force ? " (forced)" : "")
             + "; replicating to " + peer.name());
         return "promoted to primary: the NBD export is read-write and replication to " + peer.name() + " starts";
@@ -348,22 +352,22 @@ public final class DoppelNode implements AutoCloseable
         }
         final VolumeState state = new VolumeState(vc, volume.size());
         states.add(state);
+        final String component = config.node().name() + "/" + vc.name();
         if (metadata.processCrashOnly())
         {
-            Log.warn(config.node().name() + "/" + vc.name(), "metadata " + metadata.path() + " was not closed cleanly"
+            Log.warn(component, "metadata " + metadata.path() + " was not closed cleanly"
                 + " (the process died; the machine did not): the dirty map is exact, " + metadata.recoveredInFlight()
                 + " block(s) that were in flight are dirty again");
         }
         else if (metadata.machineCrash())
         {
-            Log.warn(config.node().name() + "/" + vc.name(), "metadata " + metadata.path() + " was not closed cleanly"
+            Log.warn(component, "metadata " + metadata.path() + " was not closed cleanly"
                 + " in an earlier boot (machine crash): " + (vc.role() == VolumeConfig.Role.PRIMARY
                     ? metadata.activityLog().recoveredExtents().length + " activity-log extent(s) will be compared with"
                         + " the peer" + (metadata.activityLog().damaged()
                             ? "; the activity log is damaged, so the whole volume will be compared" : "")
                     : "this copy may have lost writes it acknowledged; the primary will compare the whole volume"));
         }
-        final String component = config.node().name() + "/" + vc.name();
         if (!imageWasThere && metadata.currentGen() != 0 && vc.role() == VolumeConfig.Role.PRIMARY)
         {
             // A primary serving a recreated, empty image would overwrite its standby with zeros: refuse.

@@ -4,6 +4,7 @@ import com.dynatrace.hash4j.hashing.ByteAccess;
 import com.dynatrace.hash4j.hashing.HashValue128;
 import com.dynatrace.hash4j.hashing.Hasher128;
 import com.dynatrace.hash4j.hashing.Hashing;
+import io.doppel.storage.ZeroBlocks;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -34,6 +35,20 @@ public final class BlockHash
     public static HashValue128 of(final byte[] bytes, final int offset, final int length)
     {
         return XXH3.hashBytesTo128Bits(bytes, offset, length);
+    }
+
+    /**
+     * The hash of one block read in place; an all-zero block is not hashed: {@code zeroBlock} is the hash
+     * of a whole zero block of {@code blockSize} bytes (a shorter last block gets its own).
+     */
+    public static HashValue128 ofBlock(final ByteBuffer window, final int index, final int length, final int blockSize,
+        final HashValue128 zeroBlock)
+    {
+        if (ZeroBlocks.isZero(window, index, length))
+        {
+            return length == blockSize ? zeroBlock : ofZeros(length);
+        }
+        return of(window, index, length);
     }
 
     /** The hash of {@code length} zero bytes. */

@@ -187,9 +187,7 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     /** Forces written data and the dirty bitmap to local stable storage. */
     public void flush()
     {
-        final long lsn = log.writes();
-        volume.flush();
-        log.forcedUpTo(lsn);
+        flushVolume();
         metadata.flush();
     }
 

@@ -149,12 +149,7 @@ public final class ReplicationLog
                     overflow();
                 }
             }
-            if (record != null && queuedBlockSpan + dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset)
-                > MAX_QUEUED_BLOCKS)
-            {
-                overflow();
-            }
-            if (record != null && admit(length))
+            if (record != null && admit(length, offset, length, false))
             {
                 append(offset, length, record);
                 return writes;
@@ -209,12 +204,7 @@ public final class ReplicationLog
                     overflow();
                 }
             }
-            final long span = dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset);
-            if (logging && (span > MAX_ZERO_RECORD_BLOCKS || queuedBlockSpan + span > MAX_QUEUED_BLOCKS))
-            {
-                overflow(); // a huge TRIM: catch up from the dirty map rather than count its blocks
-            }
-            if (admit(0))
+            if (admit(0, offset, length, true))
             {
                 append(offset, length, null);
                 return writes;
@@ -276,14 +266,20 @@ public final class ReplicationLog
         }
     }
 
-    /** Whether a record of {@code bytes} fits; on overflow stops logging. Caller holds the lock. */
-    private boolean admit(final long bytes)
+    /**
+     * Whether a record of {@code bytes} covering {@code [offset, offset+length)} fits (records, bytes, counted
+     * blocks); on overflow stops logging. Caller holds the lock.
+     */
+    private boolean admit(final long bytes, final long offset, final long length, final boolean zeroRecord)
     {
         if (!logging)
         {
             return false;
         }
-        if (count == MAX_RECORDS || queuedBytes + bytes > capacityBytes)
+        final long span = dirtyMap.endBlock(offset, length) - dirtyMap.firstBlock(offset);
+        // A huge TRIM is not counted block by block: catch up from the dirty map instead.
+        if (count == MAX_RECORDS || queuedBytes + bytes > capacityBytes || queuedBlockSpan + span > MAX_QUEUED_BLOCKS
+            || zeroRecord && span > MAX_ZERO_RECORD_BLOCKS)
         {
             overflow();
             return false;

@@ -73,6 +73,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final String component;
     private final int blockSize;
     private final int frameBlocks;
+    /** The hash of a whole zero block, computed once for every compare and verify. */
+    private final HashValue128 zeroBlockHash;
     private final BlockEncoder encoder;
     private final ByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
     private final CRC32C crc = new CRC32C();
@@ -116,6 +118,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private boolean verifyRepair;
     private final long[] verifyHashes = new long[2 * VERIFY_BATCH_BLOCKS];
     private final java.util.BitSet verifySkip = new java.util.BitSet(VERIFY_BATCH_BLOCKS);
+    /** A whole-volume compare is running (a resync requested meanwhile is served by it). */
+    private boolean comparingAll;
     /** Whether shipped dirty runs count as sync progress (a resync from the dirty map). */
     private boolean countProgress;
     /** A split brain was found: /status keeps saying so until an operator restarts one side. */
@@ -140,6 +144,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.component = node.name() + "/" + primary.name();
         this.blockSize = primary.config().blockSize();
         this.frameBlocks = WireProtocol.MAX_PAYLOAD_BYTES / blockSize;
+        this.zeroBlockHash = BlockHash.ofZeros(blockSize);
         this.encoder = new BlockEncoder(primary.config().compression());
         this.recoveredExtentsPending = primary.metadata().alRecoveryPending();
         this.thread = new Thread(this, "doppel-sender-" + primary.name());
@@ -460,7 +465,6 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     {
         final long extentBlocks = primary.metadata().activityLog().extentBytes() / blockSize;
         final long blocks = dirtyMap.blockCount();
-        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
         java.util.Arrays.sort(extents);
         for (final long extent : extents)
         {
@@ -474,7 +478,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 final ByteBuf list = link.awaitHashList();
                 try
                 {
-                    markDiffering(list, start, count, zeroHash);
+                    markDiffering(list, start, count);
                 }
                 finally
                 {
@@ -488,6 +492,19 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     /** Compares every block's hash with the standby's and sends the ones that differ, then drains the dirty map. */
     private void compareAll(final int kind) throws LinkDownException, InterruptedException
     {
+        comparingAll = true; // a resync asked for meanwhile is this compare: it does not restart it
+        try
+        {
+            compareAllNow(kind);
+        }
+        finally
+        {
+            comparingAll = false;
+        }
+    }
+
+    private void compareAllNow(final int kind) throws LinkDownException, InterruptedException
+    {
         state.syncStarted("full-compare");
         sendSyncBegin(kind);
         final long startNanos = System.nanoTime();
@@ -496,7 +513,6 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final int batch = (int)Math.max(1, Math.min(WireProtocol.MAX_HASHES_PER_LIST, HASH_BATCH_BYTES / blockSize));
         state.syncTotalBytes.set(volume.size());
         state.syncedBytes.set(0);
-        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
         long requested = 0;
         int outstanding = 0;
         for (long start = 0; start < blocks; start += batch)
@@ -515,7 +531,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final int count = (int)Math.min(batch, blocks - start);
             try
             {
-                markDiffering(list, start, count, zeroHash);
+                markDiffering(list, start, count);
             }
             finally
             {
@@ -540,7 +556,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         send(buf);
     }
 
-    private void markDiffering(final ByteBuf list, final long start, final int count, final HashValue128 zeroHash)
+    private void markDiffering(final ByteBuf list, final long start, final int count)
     {
         if (list.readableBytes() < 12)
         {
@@ -558,13 +574,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final long block = start + i;
             final long offset = block * blockSize;
             final int length = blockLength(block);
-            final ByteBuffer window = volume.windowFor(offset);
-            final int index = volume.indexInWindow(offset);
             final long hi = list.readLong();
             final long lo = list.readLong();
-            final HashValue128 local = ZeroBlocks.isZero(window, index, length)
-                ? (length == blockSize ? zeroHash : BlockHash.ofZeros(length))
-                : BlockHash.of(window, index, length);
+            final HashValue128 local = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset), length,
+                blockSize, zeroBlockHash);
             if (local.getMostSignificantBits() != hi || local.getLeastSignificantBits() != lo)
             {
                 dirtyMap.mark(block);
@@ -602,7 +615,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         {
             throw new LinkDownException("paused by the operator");
         }
-        if (fullResyncRequested && !"full-compare".equals(state.syncKind()))
+        if (fullResyncRequested && !comparingAll)
         {
             throw new LinkDownException("full resync requested by the operator; reconnecting");
         }
@@ -648,7 +661,6 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final long blocks = dirtyMap.blockCount();
         final long start = verifyNext;
         final int count = (int)Math.min(VERIFY_BATCH_BLOCKS, blocks - start);
-        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
         verifySkip.clear();
         for (int i = 0; i < count; i++)
         {
@@ -659,12 +671,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 continue;
             }
             final long offset = block * blockSize;
-            final int length = blockLength(block);
-            final ByteBuffer window = volume.windowFor(offset);
-            final int index = volume.indexInWindow(offset);
-            final HashValue128 h = ZeroBlocks.isZero(window, index, length)
-                ? (length == blockSize ? zeroHash : BlockHash.ofZeros(length))
-                : BlockHash.of(window, index, length);
+            final HashValue128 h = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset),
+                blockLength(block), blockSize, zeroBlockHash);
             verifyHashes[2 * i] = h.getMostSignificantBits();
             verifyHashes[2 * i + 1] = h.getLeastSignificantBits();
             if (dirtyMap.isDirty(block))
@@ -782,18 +790,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     {
         while (running)
         {
-            if (link.isClosed())
-            {
-                throw new LinkDownException(link.closeReason());
-            }
-            if (paused)
-            {
-                throw new LinkDownException("paused by the operator");
-            }
-            if (fullResyncRequested)
-            {
-                throw new LinkDownException("full resync requested by the operator; reconnecting");
-            }
+            checkStillWanted();
             maintainEpochs();
             if (verifyRequested != null && verifyNext < 0)
             {

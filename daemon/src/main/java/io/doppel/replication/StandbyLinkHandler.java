@@ -9,7 +9,6 @@ import io.doppel.pipeline.BlockApplier;
 import io.doppel.pipeline.BlockHash;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
-import io.doppel.storage.ZeroBlocks;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -18,7 +17,6 @@ import io.netty.handler.codec.DecoderException;
 import io.netty.handler.timeout.IdleState;
 import io.netty.handler.timeout.IdleStateEvent;
 
-import java.nio.ByteBuffer;
 import java.util.function.Function;
 import java.util.zip.CRC32C;
 
@@ -36,6 +34,8 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     private final CRC32C crc = new CRC32C();
     private StandbyVolume standby;
     private BlockApplier applier;
+    /** The hash of a whole zero block of the attached volume (set with it). */
+    private HashValue128 zeroBlockHash;
     private String component;
     private long appliedSeq;
     private long ackedSeq;
@@ -204,6 +204,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         }
         standby = target;
         applier = new BlockApplier(target.volume());
+        zeroBlockHash = BlockHash.ofZeros(target.config().blockSize());
         target.attach(ctx.channel());
         final ByteBuf ok = ctx.alloc().buffer();
         final MetadataFile meta = target.metadata();
@@ -251,7 +252,6 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     private void hashBlocks(final ByteBuf list, final Volume volume, final long start, final int count,
         final int blockSize)
     {
-        final HashValue128 zeroHash = BlockHash.ofZeros(blockSize);
         final int begin = WireProtocol.beginFrame(list, WireProtocol.TYPE_HASH_LIST);
         list.writeLong(start);
         list.writeInt(count);
@@ -259,11 +259,8 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         {
             final long offset = (start + i) * blockSize;
             final int length = (int)Math.min(blockSize, volume.size() - offset);
-            final ByteBuffer window = volume.windowFor(offset);
-            final int index = volume.indexInWindow(offset);
-            final HashValue128 h = ZeroBlocks.isZero(window, index, length)
-                ? (length == blockSize ? zeroHash : BlockHash.ofZeros(length))
-                : BlockHash.of(window, index, length);
+            final HashValue128 h = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset), length,
+                blockSize, zeroBlockHash);
             list.writeLong(h.getMostSignificantBits());
             list.writeLong(h.getLeastSignificantBits());
         }

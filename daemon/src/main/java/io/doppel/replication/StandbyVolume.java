@@ -1,6 +1,15 @@
 package io.doppel.replication;
 
 import io.doppel.config.VolumeConfig;
+import java.nio.file.Path;
+import io.doppel.storage.DirtyMap;
+import java.time.format.DateTimeFormatter;
+import java.time.ZoneOffset;
+import java.time.Instant;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
+import java.io.UncheckedIOException;
+import io.doppel.log.Log;
 import io.doppel.nbd.NbdExport;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
@@ -160,9 +169,9 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
      * (its dirty map, from when it was primary) into a sparse image of the volume's size beside the
      * metadata, forced to disk, so nothing is silently lost. Returns the file, or null when nothing changed.
      */
-    synchronized java.nio.file.Path saveDivergentBlocks()
+    synchronized Path saveDivergentBlocks()
     {
-        final io.doppel.storage.DirtyMap map = metadata.dirtyMap();
+        final DirtyMap map = metadata.dirtyMap();
         map.returnInFlight();
         if (metadata.alRecoveryPending())
         {
@@ -179,12 +188,12 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         {
             return null;
         }
-        final java.nio.file.Path file = metadata.path().resolveSibling(name() + ".split-brain-"
-            + java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss'Z'").withZone(java.time.ZoneOffset.UTC)
-                .format(java.time.Instant.now()) + ".img");
+        final Path file = metadata.path().resolveSibling(name() + ".split-brain-"
+            + DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss'Z'").withZone(ZoneOffset.UTC)
+                .format(Instant.now()) + ".img");
         final int blockSize = config.blockSize();
-        try (java.nio.channels.FileChannel out = java.nio.channels.FileChannel.open(file,
-            java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE))
+        try (FileChannel out = FileChannel.open(file,
+            StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))
         {
             final ByteBuffer buf = ByteBuffer.allocateDirect(blockSize);
             for (long b = map.nextDirty(0); b >= 0; b = map.nextDirty(b + 1))
@@ -206,10 +215,10 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         }
         catch (final IOException e)
         {
-            throw new java.io.UncheckedIOException("split brain: cannot save this copy's " + blocks
+            throw new UncheckedIOException("split brain: cannot save this copy's " + blocks
                 + " divergent block(s) to " + file + " (nothing was overwritten): " + e.getMessage(), e);
         }
-        io.doppel.log.Log.warn(config.peer() + "'s standby/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
+        Log.warn(config.peer() + "'s standby/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
             + " on its own to " + file + " before the primary overwrites them");
         map.clearAll();
         metadata.flush();

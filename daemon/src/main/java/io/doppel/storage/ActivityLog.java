@@ -54,6 +54,8 @@ public final class ActivityLog
     private final SlotIndex index;
     /** Extents activated together with a cold one (itself included). */
     static final int PREFETCH = 16;
+    /** {@code lastLsn} of an extent listed at a machine crash and not yet compared with the peer: it never cools. */
+    private static final long UNVERIFIED = Long.MAX_VALUE;
 
     ActivityLog(final MappedByteBuffer map, final int offset, final int slots, final int extentShift, final Path path)
     {
@@ -64,6 +66,7 @@ public final class ActivityLog
         this.extents = new long[slots];
         this.lastLsn = new long[slots];
         this.lastUse = new long[slots];
+        this.index = new SlotIndex(slots);
         final long[] found = new long[slots];
         int n = 0;
         boolean bad = false;
@@ -81,20 +84,13 @@ public final class ActivityLog
                 continue;
             }
             extents[i] = stored;
-            lastLsn[i] = Long.MAX_VALUE; // protected until the recovery resync says otherwise
+            lastLsn[i] = UNVERIFIED; // protected until the recovery resync says otherwise
+            index.put(stored, i);
+            used++;
             found[n++] = stored - 1;
         }
         this.recovered = Arrays.copyOf(found, n);
         this.damaged = bad;
-        this.index = new SlotIndex(slots);
-        for (int i = 0; i < slots; i++)
-        {
-            if (extents[i] != 0)
-            {
-                index.put(extents[i], i);
-                used++;
-            }
-        }
     }
 
     /** Extent size in bytes. */
@@ -159,7 +155,7 @@ public final class ActivityLog
         if (hot >= 0)
         {
             lastUse[hot] = clock;
-            if (lastLsn[hot] != Long.MAX_VALUE)
+            if (lastLsn[hot] != UNVERIFIED)
             {
                 lastLsn[hot] = Math.max(lastLsn[hot], lsn);
             }
@@ -169,7 +165,7 @@ public final class ActivityLog
         if (slot < 0)
         {
             slot = pick(safeLsn, true);
-            if (lastLsn[slot] == Long.MAX_VALUE)
+            if (lastLsn[slot] == UNVERIFIED)
             {
                 eviction.forgetUnverified(extents[slot] - 1);
             }
@@ -221,7 +217,7 @@ public final class ActivityLog
             {
                 return i;
             }
-            if (lastLsn[i] == Long.MAX_VALUE)
+            if (lastLsn[i] == UNVERIFIED)
             {
                 if (oldestUnverified < 0 || lastUse[i] < lastUse[oldestUnverified])
                 {
@@ -271,7 +267,7 @@ public final class ActivityLog
     {
         for (int i = 0; i < slots; i++)
         {
-            if (lastLsn[i] == Long.MAX_VALUE)
+            if (lastLsn[i] == UNVERIFIED)
             {
                 lastLsn[i] = 0;
             }

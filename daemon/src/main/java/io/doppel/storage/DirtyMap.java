@@ -264,20 +264,7 @@ public final class DirtyMap
      */
     public void claimBytes(final long offset, final long length)
     {
-        if (length <= 0)
-        {
-            return;
-        }
-        final long to = ((offset + length - 1) >>> blockShift) + 1;
-        long block = offset >>> blockShift;
-        while (block < to)
-        {
-            final long w = block >>> 6;
-            final int lo = (int)(block & 63);
-            final int hi = (int)Math.min(64, to - (w << 6));
-            moveToFlight(w, rangeMask(lo, hi));
-            block = (w << 6) + hi;
-        }
+        claimBlocks(firstBlock(offset), endBlock(offset, length));
     }
 
     /**

@@ -269,23 +269,16 @@ public final class MetadataFile implements Closeable
     static ByteBuffer newestValid(final Path path, final ByteBuffer both, final long size, final int blockSize,
         final long bitmapBytes) throws IOException
     {
+        if (both.limit() < HEADER_BYTES)
+        {
+            throw new IOException(path + ": not a doppel metadata file (bad magic)");
+        }
         ByteBuffer best = null;
         IOException firstProblem = null;
-        for (int copy = 0; copy < 2; copy++)
+        for (int copy = 0; copy < Math.min(2, both.limit() / HEADER_BYTES); copy++)
         {
             final ByteBuffer b = ByteBuffer.allocate(HEADER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
-            if (both.limit() >= (copy + 1) * HEADER_BYTES)
-            {
-                b.put(0, both, copy * HEADER_BYTES, HEADER_BYTES);
-            }
-            else if (copy == 0)
-            {
-                throw new IOException(path + ": not a doppel metadata file (bad magic)");
-            }
-            else
-            {
-                break;
-            }
+            b.put(0, both, copy * HEADER_BYTES, HEADER_BYTES);
             try
             {
                 validate(path, b, size, blockSize, bitmapBytes);
@@ -300,7 +293,6 @@ public final class MetadataFile implements Closeable
                 {
                     firstProblem = e;
                 }
-
             }
         }
         if (best == null)
