@@ -19,6 +19,7 @@ import picocli.CommandLine.Command;
         VerbCommands.Resume.class,
         VerbCommands.Promote.class,
         VerbCommands.Demote.class,
+        ReloadCommand.class,
         DemoCommand.class,
         ImageCommands.MakeImage.class,
         ImageCommands.MutateImage.class,

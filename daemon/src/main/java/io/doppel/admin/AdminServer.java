@@ -18,7 +18,8 @@ import java.util.function.Supplier;
 /**
  * The admin endpoint (control plane, plain JDK HTTP server on one thread): {@code GET /status} returns
  * the node's state as JSON; {@code POST /volumes/NAME/VERB} runs an operator verb (pause, resume, resync,
- * verify, promote, demote) and answers at once with JSON, long verbs reporting progress in /status.
+ * verify, promote, demote) and answers at once with JSON, long verbs reporting progress in /status;
+ * {@code POST /reload} re-reads the config file; {@code GET /metrics} is the Prometheus text.
  * Loopback by default; authentication of state-changing verbs is not built yet.
  */
 public final class AdminServer implements AutoCloseable
@@ -79,6 +80,18 @@ public final class AdminServer implements AutoCloseable
     public static AdminServer start(final String nodeName, final InetSocketAddress address,
         final Supplier<Map<String, Object>> status, final Verbs verbs, final Supplier<String> metrics) throws IOException
     {
+        return start(nodeName, address, status, verbs, metrics, () -> Map.of("accepted", false, "message",
+            "reload is not available on this node"));
+    }
+
+    /**
+     * As above, with {@code reload} run by {@code POST /reload}: it answers a map whose {@code accepted}
+     * is false when the reload was refused (HTTP 409).
+     */
+    public static AdminServer start(final String nodeName, final InetSocketAddress address,
+        final Supplier<Map<String, Object>> status, final Verbs verbs, final Supplier<String> metrics,
+        final Supplier<Map<String, Object>> reload) throws IOException
+    {
         final HttpServer server;
         try
         {
@@ -99,6 +112,7 @@ public final class AdminServer implements AutoCloseable
         server.createContext("/status", exchange -> respond(exchange, "application/json", () -> JSON.writerWithDefaultPrettyPrinter()
             .writeValueAsString(status.get()) + "\n"));
         server.createContext("/volumes/", exchange -> verb(exchange, verbs, nodeName));
+        server.createContext("/reload", exchange -> reload(exchange, reload));
         server.createContext("/metrics", exchange -> respond(exchange, "text/plain; version=0.0.4", metrics::get));
         server.createContext("/", exchange -> send(exchange, 404, "text/plain",
             "not found: " + exchange.getRequestURI().getPath() + " (try /status)\n"));
@@ -149,16 +163,8 @@ public final class AdminServer implements AutoCloseable
                 + exchange.getRequestURI().getPath()));
             return;
         }
-        if (!"POST".equals(exchange.getRequestMethod()))
+        if (!isVerbRequest(exchange))
         {
-            send(exchange, 405, "application/json", error(exchange.getRequestMethod() + " not allowed: use POST"));
-            return;
-        }
-        if (!"1".equals(exchange.getRequestHeaders().getFirst(VERB_HEADER)))
-        {
-            // A browser cannot send a custom header cross-site without a preflight: no page can demote us.
-            send(exchange, 403, "application/json", error("a verb needs the header " + VERB_HEADER + ": 1 (the doppel"
-                + " CLI sends it)"));
             return;
         }
         final Map<String, String> options = new java.util.LinkedHashMap<>();
@@ -189,6 +195,46 @@ public final class AdminServer implements AutoCloseable
             Log.error(nodeName + "/admin", parts[3] + " " + parts[2] + " failed: " + e);
             send(exchange, 500, "application/json", error(String.valueOf(e)));
         }
+    }
+
+    /** A POST carrying {@link #VERB_HEADER}; otherwise answers 405 or 403 and returns false. */
+    private static boolean isVerbRequest(final HttpExchange exchange) throws IOException
+    {
+        if (!"POST".equals(exchange.getRequestMethod()))
+        {
+            send(exchange, 405, "application/json", error(exchange.getRequestMethod() + " not allowed: use POST"));
+            return false;
+        }
+        if (!"1".equals(exchange.getRequestHeaders().getFirst(VERB_HEADER)))
+        {
+            // A browser cannot send a custom header cross-site without a preflight: no page can demote us.
+            send(exchange, 403, "application/json", error("a verb needs the header " + VERB_HEADER + ": 1 (the doppel"
+                + " CLI sends it)"));
+            return false;
+        }
+        return true;
+    }
+
+    /** {@code POST /reload}: 200 when the reload applied, 409 when it was refused; the node logs either. */
+    private static void reload(final HttpExchange exchange, final Supplier<Map<String, Object>> reload)
+        throws IOException
+    {
+        if (!isVerbRequest(exchange))
+        {
+            return;
+        }
+        final Map<String, Object> result;
+        try
+        {
+            result = reload.get();
+        }
+        catch (final RuntimeException e)
+        {
+            send(exchange, 500, "application/json", error(String.valueOf(e)));
+            return;
+        }
+        send(exchange, Boolean.TRUE.equals(result.get("accepted")) ? 200 : 409, "application/json",
+            JSON.writerWithDefaultPrettyPrinter().writeValueAsString(result) + "\n");
     }
 
     private static String error(final String message) throws IOException

@@ -19,48 +19,53 @@ import java.util.function.ToDoubleFunction;
 public final class Metrics
 {
     private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+    private final String node;
 
     public Metrics(final String node, final List<VolumeState> volumes)
     {
-        for (final VolumeState v : volumes)
-        {
-            final Tags tags = Tags.of("node", node, "volume", v.config().name(), "peer", v.config().peer());
-            counter(v, tags, "doppel.replication.sent", "bytes", "Bytes of frames sent on the peer link",
-                VolumeState::bytesSent);
-            counter(v, tags, "doppel.replication.received", "bytes", "Bytes of frames received on the peer link",
-                VolumeState::bytesReceived);
-            counter(v, tags, "doppel.replication.blocks.sent", "blocks", "Blocks sent (data and zero frames)",
-                VolumeState::blocksSent);
-            counter(v, tags, "doppel.replication.blocks.received", "blocks", "Blocks received and applied",
-                VolumeState::blocksReceived);
-            counter(v, tags, "doppel.compression.saved", "bytes", "Bytes saved by compression on sent blocks",
-                VolumeState::compressionSavedBytes);
-            counter(v, tags, "doppel.zero.elided", "bytes", "Bytes of zero blocks sent as ZERO frames without payload",
-                VolumeState::zeroBytes);
-            counter(v, tags, "doppel.log.overflows", "events",
-                "Times the replication log overflowed and the volume fell back to catch-up (back-pressure)",
-                VolumeState::logOverflows);
-            counter(v, tags, "doppel.acks.degraded", "replies",
-                "NBD replies given without the standby's answer (link down, overflow, no peer)", VolumeState::degradedAcks);
-            counter(v, tags, "doppel.link.connects", "connections", "Peer links established (connection state changes)",
-                VolumeState::connects);
-            gauge(v, tags, "doppel.dirty", "bytes", "Bytes marked in the dirty map (whole blocks)", VolumeState::dirtyBytes);
-            gauge(v, tags, "doppel.inflight", "bytes", "Bytes sent to the standby and not yet acknowledged",
-                VolumeState::inFlightBytes);
-            gauge(v, tags, "doppel.log.queued", "bytes", "Bytes waiting in the replication log", VolumeState::logBytes);
-            gauge(v, tags, "doppel.replication.lag", "bytes",
-                "Bytes the standby does not hold yet: dirty, in flight and queued in the log",
-                s -> s.dirtyBytes() + s.inFlightBytes() + s.logBytes());
-            final AtomicLong caughtUpNanos = new AtomicLong(System.nanoTime());
-            gauge(v, tags, "doppel.replication.lag.age", "seconds",
-                "Seconds since the standby last held every write (0 while it does): the age of the oldest write it"
-                    + " has not acknowledged, sampled when scraped", s -> lagSeconds(s, caughtUpNanos));
-            gauge(v, tags, "doppel.sync.remaining", "bytes", "Bytes of the current sync or compare not yet done",
-                s -> Math.max(0, s.syncTotalBytes() - s.syncedBytes()));
-            gauge(v, tags, "doppel.link.up", "state", "1 while the peer link is connected", s -> s.connected() ? 1 : 0);
-            gauge(v, tags, "doppel.standby.uptodate", "state", "1 while the standby copy is up to date",
-                s -> s.disk() == VolumeState.Disk.UP_TO_DATE ? 1 : 0);
-        }
+        this.node = node;
+        volumes.forEach(this::add);
+    }
+
+    /** Registers a volume's meters (at start, and for a volume a live reload added). */
+    public void add(final VolumeState v)
+    {
+        final Tags tags = Tags.of("node", node, "volume", v.config().name(), "peer", v.config().peer());
+        counter(v, tags, "doppel.replication.sent", "bytes", "Bytes of frames sent on the peer link",
+            VolumeState::bytesSent);
+        counter(v, tags, "doppel.replication.received", "bytes", "Bytes of frames received on the peer link",
+            VolumeState::bytesReceived);
+        counter(v, tags, "doppel.replication.blocks.sent", "blocks", "Blocks sent (data and zero frames)",
+            VolumeState::blocksSent);
+        counter(v, tags, "doppel.replication.blocks.received", "blocks", "Blocks received and applied",
+            VolumeState::blocksReceived);
+        counter(v, tags, "doppel.compression.saved", "bytes", "Bytes saved by compression on sent blocks",
+            VolumeState::compressionSavedBytes);
+        counter(v, tags, "doppel.zero.elided", "bytes", "Bytes of zero blocks sent as ZERO frames without payload",
+            VolumeState::zeroBytes);
+        counter(v, tags, "doppel.log.overflows", "events",
+            "Times the replication log overflowed and the volume fell back to catch-up (back-pressure)",
+            VolumeState::logOverflows);
+        counter(v, tags, "doppel.acks.degraded", "replies",
+            "NBD replies given without the standby's answer (link down, overflow, no peer)", VolumeState::degradedAcks);
+        counter(v, tags, "doppel.link.connects", "connections", "Peer links established (connection state changes)",
+            VolumeState::connects);
+        gauge(v, tags, "doppel.dirty", "bytes", "Bytes marked in the dirty map (whole blocks)", VolumeState::dirtyBytes);
+        gauge(v, tags, "doppel.inflight", "bytes", "Bytes sent to the standby and not yet acknowledged",
+            VolumeState::inFlightBytes);
+        gauge(v, tags, "doppel.log.queued", "bytes", "Bytes waiting in the replication log", VolumeState::logBytes);
+        gauge(v, tags, "doppel.replication.lag", "bytes",
+            "Bytes the standby does not hold yet: dirty, in flight and queued in the log",
+            s -> s.dirtyBytes() + s.inFlightBytes() + s.logBytes());
+        final AtomicLong caughtUpNanos = new AtomicLong(System.nanoTime());
+        gauge(v, tags, "doppel.replication.lag.age", "seconds",
+            "Seconds since the standby last held every write (0 while it does): the age of the oldest write it"
+                + " has not acknowledged, sampled when scraped", s -> lagSeconds(s, caughtUpNanos));
+        gauge(v, tags, "doppel.sync.remaining", "bytes", "Bytes of the current sync or compare not yet done",
+            s -> Math.max(0, s.syncTotalBytes() - s.syncedBytes()));
+        gauge(v, tags, "doppel.link.up", "state", "1 while the peer link is connected", s -> s.connected() ? 1 : 0);
+        gauge(v, tags, "doppel.standby.uptodate", "state", "1 while the standby copy is up to date",
+            s -> s.disk() == VolumeState.Disk.UP_TO_DATE ? 1 : 0);
     }
 
     private static double lagSeconds(final VolumeState s, final AtomicLong caughtUpNanos)

@@ -11,7 +11,7 @@ import java.util.concurrent.CountDownLatch;
 
 /**
  * {@code doppel daemon --config FILE}: runs a node in the foreground until SIGTERM/SIGINT, which is
- * what systemd runs. Exit codes: 2 bad config, 3 could not start (volume, port, disk); a stop by SIGTERM
+ * what systemd runs; SIGHUP reloads the config file live. Exit codes: 2 bad config, 3 could not start (volume, port, disk); a stop by SIGTERM
  * ends the way the JVM ends on a signal, with 143 (the unit lists it as success).
  */
 public final class DaemonMain
@@ -45,6 +45,30 @@ public final class DaemonMain
         System.exit(run(config));
     }
 
+    /**
+     * SIGHUP re-reads the config file (what {@code systemctl reload} and {@code kill -HUP} send). The JVM's
+     * own handler would shut down on it; this one replaces it. The reload runs on its own thread, so the
+     * signal dispatcher is never held up.
+     */
+    private static void reloadOnHangup(final DoppelNode node)
+    {
+        try
+        {
+            sun.misc.Signal.handle(new sun.misc.Signal("HUP"), signal ->
+            {
+                final Thread t = new Thread(node::reloadFromFile, "doppel-reload");
+                t.setDaemon(true);
+                t.start();
+            });
+        }
+        catch (final IllegalArgumentException e)
+        {
+            // The JVM runs with -Xrs, or the platform has no SIGHUP: reload through POST /reload only.
+            Log.warn(node.config().node().name() + "/node", "SIGHUP cannot be handled (" + e.getMessage()
+                + "); reload with doppel reload");
+        }
+    }
+
     /** Runs until the JVM is asked to stop; returns the exit code. */
     public static int run(final Path configFile)
     {
@@ -62,7 +86,7 @@ public final class DaemonMain
         final DoppelNode node;
         try
         {
-            node = DoppelNode.start(config);
+            node = DoppelNode.start(config, configFile);
         }
         catch (final IOException | RuntimeException e)
         {
@@ -70,6 +94,11 @@ public final class DaemonMain
             return EXIT_START;
         }
         final ServiceNotifier notifier = ServiceNotifier.start(node, System.getenv());
+        if (notifier != null)
+        {
+            node.reloadListener(notifier);
+        }
+        reloadOnHangup(node);
         final CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() ->
         {

@@ -1,7 +1,10 @@
 package io.doppel.daemon;
 
 import io.doppel.admin.AdminServer;
+import io.doppel.admin.Metrics;
 import io.doppel.admin.StatusReport;
+import io.doppel.config.ConfigException;
+import io.doppel.config.ConfigLoader;
 import io.doppel.config.DoppelConfig;
 import io.doppel.config.PeerConfig;
 import io.doppel.config.Units;
@@ -26,10 +29,12 @@ import io.netty.util.concurrent.EventExecutorGroup;
 
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -44,10 +49,13 @@ public final class DoppelNode implements AutoCloseable
 {
     static final long STANDBY_FLUSH_INTERVAL_MS = 1_000;
 
-    private final DoppelConfig config;
+    /** The config file the node was started from (null when started from a config object): what reload reads. */
+    private final Path configFile;
+    /** The running config; a live reload replaces it. */
+    private volatile DoppelConfig config;
     private final Map<String, PrimaryVolume> primaries = new java.util.concurrent.ConcurrentHashMap<>();
     private final Map<String, StandbyVolume> standbys = new java.util.concurrent.ConcurrentHashMap<>();
-    private final List<VolumeState> states = new ArrayList<>();
+    private final List<VolumeState> states = new CopyOnWriteArrayList<>();
     private final Map<String, ReplicationSender> senders = new java.util.concurrent.ConcurrentHashMap<>();
     private Transport transport;
     private EventExecutorGroup applyGroup;
@@ -56,17 +64,26 @@ public final class DoppelNode implements AutoCloseable
     private ScheduledExecutorService flusher;
     private EventExecutorGroup nbdWorkers;
     private final List<NbdServer> nbdServers = new ArrayList<>();
+    private Metrics metrics;
+    private ReloadListener reloadListener = ReloadListener.NONE;
     private boolean closing;
 
-    private DoppelNode(final DoppelConfig config)
+    private DoppelNode(final DoppelConfig config, final Path configFile)
     {
         this.config = config;
+        this.configFile = configFile;
     }
 
     /** Opens and starts everything; on failure releases what was opened and rethrows. */
     public static DoppelNode start(final DoppelConfig config) throws IOException
     {
-        final DoppelNode node = new DoppelNode(config);
+        return start(config, null);
+    }
+
+    /** As {@link #start(DoppelConfig)}, for a config loaded from {@code configFile}, which a reload reads again. */
+    public static DoppelNode start(final DoppelConfig config, final Path configFile) throws IOException
+    {
+        final DoppelNode node = new DoppelNode(config, configFile);
         try
         {
             node.open();
@@ -97,8 +114,9 @@ public final class DoppelNode implements AutoCloseable
         }
         startFlusher();
         startNbd();
-        final io.doppel.admin.Metrics metrics = new io.doppel.admin.Metrics(name, states);
-        admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape);
+        metrics = new Metrics(name, states);
+        admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
+            () -> reloadFromFile().toMap());
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
     }
@@ -266,20 +284,29 @@ public final class DoppelNode implements AutoCloseable
         {
             if (vc.hasNbd())
             {
-                final NbdExport export = primaries.containsKey(vc.name()) ? primaries.get(vc.name())
-                    : standbys.get(vc.name());
-                byAddress.computeIfAbsent(vc.nbd(), a -> new LinkedHashMap<>()).put(vc.name(), export);
+                byAddress.computeIfAbsent(vc.nbd(), a -> new LinkedHashMap<>()).put(vc.name(), export(vc.name()));
             }
         }
-        if (byAddress.isEmpty())
-        {
-            return;
-        }
-        nbdWorkers = new DefaultEventExecutorGroup(2, new DefaultThreadFactory("doppel-nbd", true));
         for (final Map.Entry<String, Map<String, NbdExport>> e : byAddress.entrySet())
         {
-            nbdServers.add(NbdServer.bind(config.node().name(), e.getKey(), e.getValue(), transport, nbdWorkers));
+            bindNbd(e.getKey(), e.getValue());
         }
+    }
+
+    private NbdExport export(final String name)
+    {
+        return primaries.containsKey(name) ? primaries.get(name) : standbys.get(name);
+    }
+
+    private NbdServer bindNbd(final String address, final Map<String, NbdExport> exports) throws IOException
+    {
+        if (nbdWorkers == null)
+        {
+            nbdWorkers = new DefaultEventExecutorGroup(2, new DefaultThreadFactory("doppel-nbd", true));
+        }
+        final NbdServer server = NbdServer.bind(config.node().name(), address, exports, transport, nbdWorkers);
+        nbdServers.add(server);
+        return server;
     }
 
     /**
@@ -325,6 +352,7 @@ public final class DoppelNode implements AutoCloseable
 
     private void openVolume(final VolumeConfig vc) throws IOException
     {
+        final String component = config.node().name() + "/" + vc.name();
         final Volume volume;
         // An image that is missing or shorter than the volume is (re)created here: whatever the metadata
         // says about its contents no longer holds.
@@ -352,7 +380,6 @@ public final class DoppelNode implements AutoCloseable
         }
         final VolumeState state = new VolumeState(vc, volume.size());
         states.add(state);
-        final String component = config.node().name() + "/" + vc.name();
         if (metadata.processCrashOnly())
         {
             Log.warn(component, "metadata " + metadata.path() + " was not closed cleanly"
@@ -415,7 +442,7 @@ public final class DoppelNode implements AutoCloseable
             metadata.role(MetadataFile.ROLE_STANDBY);
             standbys.put(vc.name(), new StandbyVolume(vc, volume, metadata, state));
         }
-        Log.info(config.node().name() + "/" + vc.name(), "opened " + vc.role().configName() + " volume "
+        Log.info(component, "opened " + vc.role().configName() + " volume "
             + vc.path() + " (" + Units.formatBytes(volume.size()) + ", block-size " + vc.blockSize()
             + ", compression " + vc.compression().configName() + (volume.isBlockDevice() ? ", block device" : "")
             + "), metadata " + metadata.path());
@@ -487,6 +514,176 @@ public final class DoppelNode implements AutoCloseable
                     + " verify, promote or demote");
         }
         return result;
+    }
+
+    /**
+     * Reads the config file again and applies what can change live (see {@link ConfigChanges}); refuses the
+     * whole reload, keeping the running config, when the file does not load or a change cannot apply live.
+     * Called on SIGHUP and by {@code POST /reload}.
+     */
+    public ReloadResult reloadFromFile()
+    {
+        reloadListener.reloading();
+        ReloadResult result;
+        if (configFile == null)
+        {
+            result = ReloadResult.refused(List.of("this node was not started from a config file; nothing to reload"));
+        }
+        else
+        {
+            try
+            {
+                result = reload(ConfigLoader.load(configFile));
+            }
+            catch (final ConfigException e)
+            {
+                result = ReloadResult.refused(List.of(e.getMessage()));
+            }
+        }
+        final String component = config.node().name() + "/node";
+        final String from = configFile == null ? "" : " of " + configFile;
+        if (result.accepted())
+        {
+            Log.info(component, "reload" + from + ": " + (result.changes().isEmpty() ? "no changes"
+                : String.join("; ", result.changes())));
+        }
+        else
+        {
+            for (final String why : result.refused())
+            {
+                Log.error(component, "reload" + from + " refused, still running on the old config: " + why);
+            }
+        }
+        reloadListener.reloaded(result);
+        return result;
+    }
+
+    /** Applies {@code next} live, all or nothing (see {@link #reloadFromFile()}). */
+    public synchronized ReloadResult reload(final DoppelConfig next)
+    {
+        if (closing)
+        {
+            return ReloadResult.refused(List.of("the daemon is shutting down"));
+        }
+        final Map<String, VolumeConfig> live = new LinkedHashMap<>();
+        for (final VolumeState v : states)
+        {
+            live.put(v.config().name(), v.config());
+        }
+        final ConfigChanges changes = ConfigChanges.between(config, live, next);
+        if (!changes.accepted())
+        {
+            return ReloadResult.refused(changes.refused);
+        }
+        final DoppelConfig previous = config;
+        config = next; // new volumes resolve their peers in it
+        final List<VolumeConfig> opened = new ArrayList<>();
+        try
+        {
+            for (final VolumeConfig vc : changes.added)
+            {
+                openVolume(vc);
+                opened.add(vc);
+                if (vc.hasNbd())
+                {
+                    exportAdded(vc);
+                }
+            }
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            for (final VolumeConfig vc : opened)
+            {
+                closeAdded(vc.name());
+            }
+            config = previous;
+            return ReloadResult.refused(List.of("cannot open the new volume(s): " + e.getMessage()));
+        }
+        if (changes.logLevel != null)
+        {
+            Log.setLevel(changes.logLevel);
+        }
+        for (final VolumeConfig vc : changes.changed)
+        {
+            final VolumeState state = stateOf(vc.name());
+            state.config(vc); // the ack level, compression and split-brain policy are read from here
+        }
+        for (final VolumeConfig vc : changes.added)
+        {
+            final VolumeState state = stateOf(vc.name());
+            metrics.add(state);
+            final PrimaryVolume p = primaries.get(vc.name());
+            if (p != null)
+            {
+                startSender(p);
+            }
+        }
+        return ReloadResult.accepted(changes.applied);
+    }
+
+    private VolumeState stateOf(final String name)
+    {
+        return states.stream().filter(v -> v.config().name().equals(name)).findFirst().orElseThrow();
+    }
+
+    /** Serves a volume added by a reload: on the NBD server of its address, or a new one. */
+    private void exportAdded(final VolumeConfig vc) throws IOException
+    {
+        for (final NbdServer server : nbdServers)
+        {
+            if (server.address().equals(vc.nbd()))
+            {
+                server.addExport(export(vc.name()));
+                return;
+            }
+        }
+        bindNbd(vc.nbd(), Map.of(vc.name(), export(vc.name())));
+    }
+
+    /** Undoes {@link #openVolume} for a volume whose reload failed. */
+    private void closeAdded(final String name)
+    {
+        states.removeIf(v -> v.config().name().equals(name));
+        nbdServers.forEach(server -> server.removeExport(name));
+        final AutoCloseable v = primaries.containsKey(name) ? primaries.remove(name) : standbys.remove(name);
+        try
+        {
+            if (v != null)
+            {
+                v.close();
+            }
+        }
+        catch (final Exception e)
+        {
+            Log.error(config.node().name() + "/" + name, "closing after a failed reload: " + e.getMessage());
+        }
+    }
+
+    /** Who hears about reloads (systemd's notifier). */
+    void reloadListener(final ReloadListener listener)
+    {
+        this.reloadListener = listener;
+    }
+
+    /** Told before and after a reload. */
+    interface ReloadListener
+    {
+        ReloadListener NONE = new ReloadListener()
+        {
+            @Override
+            public void reloading()
+            {
+            }
+
+            @Override
+            public void reloaded(final ReloadResult result)
+            {
+            }
+        };
+
+        void reloading();
+
+        void reloaded(ReloadResult result);
     }
 
     private ReplicationSender primarySender(final String volume, final String verb) throws AdminServer.VerbException
@@ -611,7 +808,7 @@ public final class DoppelNode implements AutoCloseable
             {
                 return "it has no volumes";
             }
-            return "it has " + config.volumes().stream().map(v -> v.name() + " as " + v.role().configName())
+            return "it has " + states.stream().map(v -> v.config().name() + " as " + v.config().role().configName())
                 .collect(Collectors.joining(", "));
         }
     }

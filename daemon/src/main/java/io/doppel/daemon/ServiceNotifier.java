@@ -15,14 +15,16 @@ import java.util.stream.Collectors;
  * socket listens (when {@link DoppelNode#start} returned), a one-line {@code STATUS=} whenever it
  * changes, {@code WATCHDOG=1} at half the watchdog interval, and {@code STOPPING=1} on shutdown.
  */
-final class ServiceNotifier
+final class ServiceNotifier implements DoppelNode.ReloadListener
 {
     static final long STATUS_INTERVAL_MS = 1_000;
 
     private final SdNotify sd;
     private final DoppelNode node;
     private final ScheduledExecutorService timer;
-    private String lastStatus = "";
+    private volatile String lastStatus = "";
+    /** Shown before the summary until a reload is accepted: an operator sees a refused one in systemctl status. */
+    private volatile String reloadNote = "";
 
     private ServiceNotifier(final SdNotify sd, final DoppelNode node)
     {
@@ -84,7 +86,30 @@ final class ServiceNotifier
     /** One line, e.g. {@code vm1: primary streaming, standby up-to-date, 0 B dirty | vm2: standby ...}. */
     String summary()
     {
-        return node.volumeStates().stream().map(ServiceNotifier::describe).collect(Collectors.joining(" | "));
+        return reloadNote + node.volumeStates().stream().map(ServiceNotifier::describe)
+            .collect(Collectors.joining(" | "));
+    }
+
+    /** systemd (v253+) shows the unit as reloading until the READY=1 that follows. */
+    @Override
+    public void reloading()
+    {
+        sd.send("RELOADING=1\nMONOTONIC_USEC=" + TimeUnit.NANOSECONDS.toMicros(monotonicNanos()));
+    }
+
+    @Override
+    public void reloaded(final ReloadResult result)
+    {
+        reloadNote = result.accepted() ? "" : "reload refused (see journal): " + result.refused().get(0) + " | ";
+        final String status = summary();
+        lastStatus = status;
+        sd.send("READY=1\nSTATUS=" + status);
+    }
+
+    /** CLOCK_MONOTONIC, which System.nanoTime reads on Linux. */
+    private static long monotonicNanos()
+    {
+        return System.nanoTime();
     }
 
     private static String describe(final VolumeState v)

@@ -27,15 +27,17 @@ import java.util.concurrent.TimeUnit;
  */
 public final class NbdServer implements AutoCloseable
 {
+    private final String address;
     private final Channel channel;
     private final Path socketPath;
     private final Map<String, NbdExport> exports;
     private final io.netty.channel.group.ChannelGroup clients;
     private final String component;
 
-    private NbdServer(final Channel channel, final Path socketPath, final Map<String, NbdExport> exports,
-        final io.netty.channel.group.ChannelGroup clients, final String component)
+    private NbdServer(final String address, final Channel channel, final Path socketPath,
+        final Map<String, NbdExport> exports, final io.netty.channel.group.ChannelGroup clients, final String component)
     {
+        this.address = address;
         this.channel = channel;
         this.socketPath = socketPath;
         this.exports = exports;
@@ -65,6 +67,26 @@ public final class NbdServer implements AutoCloseable
     public boolean serves(final String name)
     {
         return exports.containsKey(name);
+    }
+
+    /** The address as configured ({@code host:port} or {@code unix:/path}). */
+    public String address()
+    {
+        return address;
+    }
+
+    /** Serves a volume added by a live reload. */
+    public void addExport(final NbdExport export)
+    {
+        exports.put(export.name(), export);
+        Log.info(component, "serving NBD export " + export.name() + (export.readOnly() ? " read-only" : " read-write")
+            + " on " + address);
+    }
+
+    /** Stops offering {@code name} to new clients (a reload that failed after adding it). */
+    public void removeExport(final String name)
+    {
+        exports.remove(name);
     }
 
     /**
@@ -118,7 +140,7 @@ public final class NbdServer implements AutoCloseable
         Log.info(component, "serving NBD export(s) " + String.join(", ", exports.keySet()) + " on " + address
             + " (" + exports.values().stream().map(e -> e.name() + (e.readOnly() ? " read-only" : " read-write"))
             .reduce((x, y) -> x + ", " + y).orElse("") + ")");
-        return new NbdServer(f.channel(), socketPath, live, clients, component);
+        return new NbdServer(address, f.channel(), socketPath, live, clients, component);
     }
 
     /** Removes a socket left by a previous run; refuses to touch anything that is not a socket. */

@@ -29,7 +29,7 @@ public final class BlockEncoder
 
     private static final LZ4Compressor LZ4 = LZ4Factory.fastestInstance().fastCompressor();
 
-    private final Compression compression;
+    private Compression compression;
     private final CRC32C crc = new CRC32C();
 
     private long rawBytes;
@@ -44,6 +44,12 @@ public final class BlockEncoder
     public Compression compression()
     {
         return compression;
+    }
+
+    /** Compresses later blocks with {@code value} (a live reload changed the volume's codec). */
+    public void compression(final Compression value)
+    {
+        compression = value;
     }
 
     /**

@@ -42,9 +42,10 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         return config.name();
     }
 
+    /** The volume's config as it is now: a live reload may have changed its ack level or compression. */
     public VolumeConfig config()
     {
-        return config;
+        return state.config();
     }
 
     @Override
@@ -120,11 +121,11 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         {
             flush();
         }
-        if (token == 0 && config.ack() != VolumeConfig.Ack.ASYNC)
+        if (token == 0 && state.config().ack() != VolumeConfig.Ack.ASYNC)
         {
             acks.noteDegraded(); // not logged: no peer streaming, so only this node has it
         }
-        switch (config.ack())
+        switch (state.config().ack())
         {
             case ASYNC:
                 reply.run();
@@ -149,11 +150,11 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     {
         final long lsn = log.lastLoggedLsn();
         flush();
-        if (!log.isLogging() && config.ack() != VolumeConfig.Ack.ASYNC)
+        if (!log.isLogging() && state.config().ack() != VolumeConfig.Ack.ASYNC)
         {
             acks.noteDegraded();
         }
-        switch (config.ack())
+        switch (state.config().ack())
         {
             case ASYNC:
                 reply.run();

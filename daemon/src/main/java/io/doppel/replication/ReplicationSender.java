@@ -12,6 +12,7 @@ import io.doppel.net.Transport;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockEncoder;
 import io.doppel.pipeline.BlockHash;
+import io.doppel.pipeline.Compression;
 import io.doppel.storage.DirtyMap;
 import io.doppel.storage.Volume;
 import io.doppel.storage.MetadataFile;
@@ -995,6 +996,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
 
     private ByteBuf encodeData(final long offset, final ByteBuffer src, final int index, final int length)
     {
+        final Compression codec = primary.config().compression();
+        if (codec != encoder.compression())
+        {
+            encoder.compression(codec); // a live reload changed it: from the next block on
+        }
         final long rawBefore = encoder.rawBytes();
         final long payloadBefore = encoder.payloadBytes();
         final ByteBuf frame = encoder.encode(alloc, ++seq, offset, src, index, length);

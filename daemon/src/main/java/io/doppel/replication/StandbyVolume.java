@@ -74,9 +74,10 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         return config.name();
     }
 
+    /** The volume's config as it is now (a live reload may have changed what can change live). */
     public VolumeConfig config()
     {
-        return config;
+        return state.config();
     }
 
     public Volume volume()

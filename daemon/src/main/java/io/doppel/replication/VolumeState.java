@@ -80,7 +80,7 @@ public final class VolumeState
         return config;
     }
 
-    /** After promote or demote: the volume's config with its new role. */
+    /** After promote, demote or a live reload: the volume's config as it is now. */
     public void config(final VolumeConfig value)
     {
         config = value;
