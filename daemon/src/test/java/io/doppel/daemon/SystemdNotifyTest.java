@@ -17,8 +17,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * The daemon started the way systemd starts a {@code Type=notify} service with {@code WatchdogSec=}:
  * {@code NOTIFY_SOCKET} and {@code WATCHDOG_USEC} in its environment. A real Unix datagram socket
- * receives READY=1 with a STATUS line, STATUS updates as replication comes up, WATCHDOG=1 pings, and
- * STOPPING=1 on SIGTERM.
+ * receives READY=1 with a STATUS line, STATUS updates as replication comes up, WATCHDOG=1 pings,
+ * a refused reload on SIGHUP (RELOADING=1, then READY=1 with the reason in STATUS), and STOPPING=1 on
+ * SIGTERM.
  */
 class SystemdNotifyTest
 {
@@ -64,11 +65,21 @@ class SystemdNotifyTest
         try (DaemonProcesses daemons = new DaemonProcesses(dir))
         {
             daemons.start(cluster.betaConfig(), "beta");
-            final Process alpha = daemons.start(cluster.alphaConfig(), "alpha", "NOTIFY_SOCKET", socket.toString(),
+            final Path alphaFile = cluster.alphaConfig();
+            final Process alpha = daemons.start(alphaFile, "alpha", "NOTIFY_SOCKET", socket.toString(),
                 "WATCHDOG_USEC", "400000");
             daemons.awaitStatus(cluster.alphaAdmin, DaemonProcesses::inSync, 60);
             final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
             while (System.nanoTime() < deadline && !all(received).contains("STATUS=vm1: primary streaming, standby up-to-date"))
+            {
+                Thread.sleep(100);
+            }
+            // systemctl reload with a change that cannot apply live: RELOADING=1, then READY=1 with the reason.
+            java.nio.file.Files.writeString(alphaFile, java.nio.file.Files.readString(alphaFile)
+                .replace("block-size = \"4KiB\"", "block-size = \"64KiB\""));
+            assertThat(new ProcessBuilder("kill", "-HUP", Long.toString(alpha.pid())).start().waitFor()).isZero();
+            final long reloadDeadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (System.nanoTime() < reloadDeadline && !all(received).contains("STATUS=reload refused"))
             {
                 Thread.sleep(100);
             }
@@ -86,6 +97,9 @@ class SystemdNotifyTest
             assertThat(all).contains("STATUS=vm1: primary streaming, standby up-to-date, 0 B dirty");
             assertThat(messages.stream().filter("WATCHDOG=1"::equals).count()).as("watchdog pings every 200 ms")
                 .isGreaterThanOrEqualTo(3);
+            assertThat(all).containsPattern("RELOADING=1\nMONOTONIC_USEC=\\d+");
+            assertThat(all).contains("READY=1\nSTATUS=reload refused (see journal): vm1: block-size 4KiB -> 64KiB"
+                + " cannot change live");
             assertThat(messages.get(messages.size() - 1)).startsWith("STOPPING=1");
         }
         finally
