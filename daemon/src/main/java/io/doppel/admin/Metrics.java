@@ -1,23 +1,37 @@
 package io.doppel.admin;
 
+import io.doppel.nbd.NbdExport;
+import io.doppel.replication.LatencyRecorder;
 import io.doppel.replication.VolumeState;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Tags;
+import io.micrometer.core.instrument.Timer;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 
+import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.ToDoubleFunction;
 
 /**
- * The node's meters in Micrometer, scraped as Prometheus text at {@code GET /metrics}. Every meter reads
- * the same {@link VolumeState} fields {@code /status} shows, on scrape: nothing is added to the hot path.
- * Names start with {@code doppel_}; each has a description and a base unit.
+ * The node's meters in Micrometer, scraped as Prometheus text at {@code GET /metrics}. Counters and gauges
+ * read the same {@link VolumeState} fields {@code /status} shows, on scrape; the two latency histograms
+ * (NBD requests, standby acknowledgements) are recorded as they happen, through {@link LatencyRecorder},
+ * into fixed buckets without allocating. Names start with {@code doppel_}; each has a description and a
+ * base unit.
  */
 public final class Metrics
 {
+    /** Histogram buckets: from 50 µs (a page-cache write) to 10 s (a flush on a slow disk). */
+    private static final Duration[] BUCKETS = {
+        Duration.ofNanos(50_000), Duration.ofNanos(100_000), Duration.ofNanos(250_000), Duration.ofNanos(500_000),
+        Duration.ofMillis(1), Duration.ofNanos(2_500_000), Duration.ofMillis(5), Duration.ofMillis(10),
+        Duration.ofMillis(25), Duration.ofMillis(50), Duration.ofMillis(100), Duration.ofMillis(250),
+        Duration.ofMillis(500), Duration.ofSeconds(1), Duration.ofMillis(2500), Duration.ofSeconds(10)};
+
     private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
     private final String node;
 
@@ -50,6 +64,11 @@ public final class Metrics
             "NBD replies given without the standby's answer (link down, overflow, no peer)", VolumeState::degradedAcks);
         counter(v, tags, "doppel.link.connects", "connections", "Peer links established (connection state changes)",
             VolumeState::connects);
+        counter(v, tags, "doppel.link.disconnects", "connections",
+            "Peer links lost: closed, cut or timed out (connection state changes)", VolumeState::disconnects);
+        counter(v, tags, "doppel.link.stalls", "events",
+            "Times sending waited for the peer link to drain: the network or the standby could not keep up"
+                + " (back-pressure)", VolumeState::linkStalls);
         gauge(v, tags, "doppel.dirty", "bytes", "Bytes marked in the dirty map (whole blocks)", VolumeState::dirtyBytes);
         gauge(v, tags, "doppel.inflight", "bytes", "Bytes sent to the standby and not yet acknowledged",
             VolumeState::inFlightBytes);
@@ -63,9 +82,53 @@ public final class Metrics
                 + " has not acknowledged, sampled when scraped", s -> lagSeconds(s, caughtUpNanos));
         gauge(v, tags, "doppel.sync.remaining", "bytes", "Bytes of the current sync or compare not yet done",
             s -> Math.max(0, s.syncTotalBytes() - s.syncedBytes()));
+        gauge(v, tags, "doppel.sync.total", "bytes", "Bytes the current or last sync or compare covers",
+            VolumeState::syncTotalBytes);
+        gauge(v, tags, "doppel.sync.eta", "seconds",
+            "Seconds until the current sync or compare ends at the pace it has kept so far (0: none runs;"
+                + " -1: nothing done yet)", VolumeState::syncEtaSeconds);
         gauge(v, tags, "doppel.link.up", "state", "1 while the peer link is connected", s -> s.connected() ? 1 : 0);
         gauge(v, tags, "doppel.standby.uptodate", "state", "1 while the standby copy is up to date",
             s -> s.disk() == VolumeState.Disk.UP_TO_DATE ? 1 : 0);
+        v.latencyRecorder(latencies(tags));
+    }
+
+    private LatencyRecorder latencies(final Tags tags)
+    {
+        final Timer ack = timer("doppel.replication.ack.latency", "Time from sending a frame to the peer until it"
+            + " acknowledged having it (sampled: one frame timed at a time)", tags);
+        final Timer[] nbd = new Timer[NbdExport.COMMANDS.size()];
+        for (int c = 0; c < nbd.length; c++)
+        {
+            if (!"disc".equals(NbdExport.COMMANDS.get(c)))
+            {
+                nbd[c] = timer("doppel.nbd.requests", "NBD requests answered successfully, by command, and the time"
+                    + " from a request's arrival to its reply (a write's reply waits for the ack level)",
+                    tags.and("command", NbdExport.COMMANDS.get(c)));
+            }
+        }
+        return new LatencyRecorder()
+        {
+            @Override
+            public void ack(final long nanos)
+            {
+                ack.record(nanos, TimeUnit.NANOSECONDS);
+            }
+
+            @Override
+            public void nbd(final int command, final long nanos)
+            {
+                if (command >= 0 && command < nbd.length && nbd[command] != null)
+                {
+                    nbd[command].record(nanos, TimeUnit.NANOSECONDS);
+                }
+            }
+        };
+    }
+
+    private Timer timer(final String name, final String help, final Tags tags)
+    {
+        return Timer.builder(name).description(help).tags(tags).serviceLevelObjectives(BUCKETS).register(registry);
     }
 
     private static double lagSeconds(final VolumeState s, final AtomicLong caughtUpNanos)

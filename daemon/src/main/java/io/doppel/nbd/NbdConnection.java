@@ -411,6 +411,7 @@ final class NbdConnection extends ByteToMessageDecoder
     private void serve(final ChannelHandlerContext ctx, final int flags, final int type, final long cookie,
         final long offset, final long length, final ByteBuf payload)
     {
+        final long start = System.nanoTime();
         if (type == CMD_DISC)
         {
             export.flush(() -> close(ctx, null));
@@ -419,7 +420,11 @@ final class NbdConnection extends ByteToMessageDecoder
         }
         if (type == CMD_FLUSH)
         {
-            export.flush(() -> okLater(ctx, cookie));
+            export.flush(() ->
+            {
+                okLater(ctx, cookie);
+                export.served(CMD_FLUSH, System.nanoTime() - start);
+            });
             return;
         }
         if (type > CMD_BLOCK_STATUS)
@@ -469,21 +474,25 @@ final class NbdConnection extends ByteToMessageDecoder
         {
             case CMD_READ:
                 read(ctx, cookie, offset, (int)length);
+                export.served(type, System.nanoTime() - start);
                 break;
             case CMD_WRITE:
-                finishWrite(ctx, flags, cookie, export.write(offset, payload.nioBuffer()));
+                finishWrite(ctx, flags, cookie, export.write(offset, payload.nioBuffer()), type, start);
                 break;
             case CMD_TRIM:
-                finishWrite(ctx, flags, cookie, export.writeZeroes(offset, length, true));
+                finishWrite(ctx, flags, cookie, export.writeZeroes(offset, length, true), type, start);
                 break;
             case CMD_WRITE_ZEROES:
-                finishWrite(ctx, flags, cookie, export.writeZeroes(offset, length, (flags & CMD_FLAG_NO_HOLE) == 0));
+                finishWrite(ctx, flags, cookie, export.writeZeroes(offset, length, (flags & CMD_FLAG_NO_HOLE) == 0),
+                    type, start);
                 break;
             case CMD_CACHE:
                 ok(ctx, cookie);
+                export.served(type, System.nanoTime() - start);
                 break;
             case CMD_BLOCK_STATUS:
                 blockStatus(ctx, flags, cookie, offset, length);
+                export.served(type, System.nanoTime() - start);
                 break;
             default:
                 error(ctx, cookie, type, EINVAL, "unknown command " + type);
@@ -491,9 +500,14 @@ final class NbdConnection extends ByteToMessageDecoder
     }
 
     /** Replies when the volume's acknowledgement level allows (at once in async mode). */
-    private void finishWrite(final ChannelHandlerContext ctx, final int flags, final long cookie, final long token)
+    private void finishWrite(final ChannelHandlerContext ctx, final int flags, final long cookie, final long token,
+        final int type, final long start)
     {
-        export.whenDone(token, (flags & CMD_FLAG_FUA) != 0, () -> okLater(ctx, cookie));
+        export.whenDone(token, (flags & CMD_FLAG_FUA) != 0, () ->
+        {
+            okLater(ctx, cookie);
+            export.served(type, System.nanoTime() - start);
+        });
     }
 
     /** A success reply that may be sent from another thread (the link's ack path) after this read ended. */

@@ -1,6 +1,7 @@
 package io.doppel.nbd;
 
 import java.nio.ByteBuffer;
+import java.util.List;
 
 /**
  * What an NBD client sees of a volume: the primary's read-write write path (every write is marked
@@ -34,4 +35,12 @@ public interface NbdExport
 
     /** True when the range reads as zeros (for base:allocation). */
     boolean isZero(long offset, long length);
+
+    /** NBD command names by code (NBD_CMD_READ = 0 to NBD_CMD_BLOCK_STATUS = 7), as meters name them. */
+    List<String> COMMANDS = List.of("read", "write", "disc", "flush", "trim", "cache", "write_zeroes", "block_status");
+
+    /** A request of NBD command {@code command} was answered successfully {@code nanos} after it arrived. */
+    default void served(final int command, final long nanos)
+    {
+    }
 }

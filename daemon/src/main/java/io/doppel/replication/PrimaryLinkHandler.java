@@ -133,6 +133,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                     {
                         state.ackedSeq.set(seq);
                     }
+                    state.sampleAck(seq);
                     acks.onAcked(seq);
                     break;
                 case WireProtocol.TYPE_FLUSHED:

@@ -185,6 +185,12 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         return volume.isZero(offset, length);
     }
 
+    @Override
+    public void served(final int command, final long nanos)
+    {
+        state.served(command, nanos);
+    }
+
     /** Forces written data and the dirty bitmap to local stable storage. */
     public void flush()
     {

@@ -1024,6 +1024,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     {
         if (!channel.isWritable())
         {
+            state.linkStalls.incrementAndGet();
             flush();
             while (!channel.isWritable())
             {
@@ -1042,6 +1043,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         }
         state.bytesSent.addAndGet(frame.readableBytes());
         state.sentSeq.set(seq);
+        state.sampleSend(seq);
         channel.write(frame, channel.voidPromise());
         if (++unflushed >= FLUSH_EVERY_FRAMES)
         {

@@ -160,6 +160,12 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
         return volume.isZero(offset, length);
     }
 
+    @Override
+    public void served(final int command, final long nanos)
+    {
+        state.served(command, nanos);
+    }
+
     public VolumeState state()
     {
         return state;

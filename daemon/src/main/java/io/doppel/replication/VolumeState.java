@@ -45,6 +45,11 @@ public final class VolumeState
     private volatile LongSupplier inFlightBytes = () -> 0;
     private volatile String syncKind = "none";
     private volatile long syncStartBytesSent;
+    private volatile long syncStartNanos;
+    private volatile LatencyRecorder latency = LatencyRecorder.NONE;
+    /** The one frame whose ACK is being timed (0: none), and when it was sent. */
+    private final AtomicLong ackSampleSeq = new AtomicLong();
+    private volatile long ackSampleNanos;
     private volatile LongSupplier generation = () -> 0;
     private volatile String verifyState = "none";
     private volatile boolean verifyRepair;
@@ -68,6 +73,9 @@ public final class VolumeState
     final AtomicLong ackedSeq = new AtomicLong();
     final AtomicLong logOverflows = new AtomicLong();
     final AtomicLong connects = new AtomicLong();
+    final AtomicLong disconnects = new AtomicLong();
+    /** Times the sender waited for the link to drain (the peer or the network could not keep up). */
+    final AtomicLong linkStalls = new AtomicLong();
 
     public VolumeState(final VolumeConfig config, final long size)
     {
@@ -118,7 +126,63 @@ public final class VolumeState
 
     public void connected(final boolean value)
     {
+        if (connected && !value)
+        {
+            disconnects.incrementAndGet();
+            ackSampleSeq.set(0); // that frame's ACK will never come; sequence numbers start again
+        }
         connected = value;
+    }
+
+    /** Links lost (closed, cut or timed out) since start. */
+    public long disconnects()
+    {
+        return disconnects.get();
+    }
+
+    /** Times sending waited because the link was above its high watermark (back-pressure). */
+    public long linkStalls()
+    {
+        return linkStalls.get();
+    }
+
+    /** Where latencies go; the node's meters attach one. */
+    public void latencyRecorder(final LatencyRecorder value)
+    {
+        latency = value;
+    }
+
+    /** An NBD request was answered {@code nanos} after it arrived. */
+    public void served(final int nbdCommand, final long nanos)
+    {
+        latency.nbd(nbdCommand, nanos);
+    }
+
+    /**
+     * Frame {@code seq} goes out now: unless another frame is being timed, its acknowledgement will be.
+     * One sample in flight at a time keeps this free of allocation and locks.
+     */
+    void sampleSend(final long seq)
+    {
+        if (ackSampleSeq.get() == 0)
+        {
+            ackSampleNanos = System.nanoTime();
+            ackSampleSeq.set(seq);
+        }
+    }
+
+    /** The standby acknowledged every frame up to {@code seq}. */
+    void sampleAck(final long seq)
+    {
+        final long sample = ackSampleSeq.get();
+        if (sample != 0 && seq >= sample)
+        {
+            final long sentAt = ackSampleNanos;
+            if (ackSampleSeq.compareAndSet(sample, 0))
+            {
+                latency.ack(System.nanoTime() - sentAt);
+            }
+        }
     }
 
     public String lastError()
@@ -155,6 +219,26 @@ public final class VolumeState
     {
         syncKind = kind;
         syncStartBytesSent = bytesSent.get();
+        syncStartNanos = System.nanoTime();
+    }
+
+    /**
+     * Seconds until the current sync or compare ends at the pace it has kept since it began; 0 when none
+     * runs, -1 before anything is done (no pace yet).
+     */
+    public double syncEtaSeconds()
+    {
+        final long total = syncTotalBytes.get();
+        final long done = syncedBytes.get();
+        if (syncKind.equals("none") || done >= total)
+        {
+            return 0;
+        }
+        if (done <= 0)
+        {
+            return -1;
+        }
+        return (System.nanoTime() - syncStartNanos) / 1e9 * (total - done) / done;
     }
 
     /** The kind of the current or last sync: "dirty-map", "full-compare", or "none" yet. */

@@ -46,12 +46,17 @@ class MetricsTest
             assertThat(value(text, "doppel_replication_sent_bytes_total")).isPositive();
             assertThat(value(scrape(cluster.betaAdmin), "doppel_replication_received_bytes_total")).isPositive();
             assertThat(value(text, "doppel_replication_lag_age_seconds")).isZero();
+            assertThat(value(text, "doppel_sync_total_bytes")).as("the first compare covered the volume").isEqualTo(SIZE);
+            assertThat(value(text, "doppel_sync_eta_seconds")).isZero();
+            assertThat(value(text, "doppel_replication_ack_latency_seconds_count")).as("acks timed").isPositive();
+            assertThat(value(text, "doppel_replication_ack_latency_seconds_sum")).isPositive();
+            assertThat(text).contains("doppel_replication_ack_latency_seconds_bucket{");
             for (final String line : text.split("\n"))
             {
                 if (line.startsWith("doppel_"))
                 {
                     final String name = line.substring(0, line.indexOf('{'));
-                    final String base = name.replaceAll("_total$", "");
+                    final String base = name.replaceAll("_(total|bucket|count|sum|max)$", "");
                     assertThat(text).as("HELP for %s", name).containsPattern("# HELP " + base + "(_total)? \\S");
                 }
             }
@@ -72,6 +77,8 @@ class MetricsTest
             assertThat(value(text, "doppel_replication_lag_bytes")).isZero();
             assertThat(value(text, "doppel_replication_lag_age_seconds")).isZero();
             assertThat(value(text, "doppel_link_connects_connections_total")).isGreaterThanOrEqualTo(2);
+            assertThat(value(text, "doppel_link_disconnects_connections_total")).as("the pause cut the link")
+                .isGreaterThanOrEqualTo(1);
         }
     }
 

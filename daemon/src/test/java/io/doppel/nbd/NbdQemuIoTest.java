@@ -80,6 +80,18 @@ class NbdQemuIoTest
             nodes.primary().flush();
             assertFileEquals(cluster.alphaImage, expected, "primary image");
 
+            // The requests qemu-io sent are counted by command, with their latency in histogram buckets.
+            final String metrics = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+                java.net.URI.create("http://127.0.0.1:" + cluster.alphaAdmin + "/metrics")).build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+            assertThat(requests(metrics, "write")).as(metrics).isGreaterThanOrEqualTo(4);
+            assertThat(requests(metrics, "write_zeroes")).isGreaterThanOrEqualTo(1);
+            assertThat(requests(metrics, "trim")).isGreaterThanOrEqualTo(1);
+            assertThat(requests(metrics, "flush")).isGreaterThanOrEqualTo(2);
+            assertThat(requests(metrics, "read")).isGreaterThanOrEqualTo(5);
+            assertThat(metrics).containsPattern("doppel_nbd_requests_seconds_bucket\\{[^}]*command=\"write\"[^}]*"
+                + "le=\"0\\.01\"");
+
             nodes.awaitInSync(30);
             assertReadsBack(run(60, concat(new String[] {"qemu-io", "-f", "raw", "-r", nodes.standbyUri()}, reads)));
             nodes.flushBoth();
@@ -118,6 +130,19 @@ class NbdQemuIoTest
             assertThat(read.exit()).as(read.describe()).isZero();
             assertThat(read.output()).as(read.describe()).contains("read 65536/65536 bytes at offset 0");
         }
+    }
+
+    /** The count of NBD requests of {@code command} in a scrape of /metrics. */
+    private static double requests(final String metrics, final String command)
+    {
+        for (final String line : metrics.split("\n"))
+        {
+            if (line.startsWith("doppel_nbd_requests_seconds_count{") && line.contains("command=\"" + command + "\""))
+            {
+                return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        throw new AssertionError("no doppel_nbd_requests_seconds_count for " + command + " in\n" + metrics);
     }
 
     private static void assertReadsBack(final ToolResult read)
