@@ -78,8 +78,9 @@ public final class Metrics
             s -> s.dirtyBytes() + s.inFlightBytes() + s.logBytes());
         final AtomicLong caughtUpNanos = new AtomicLong(System.nanoTime());
         gauge(v, tags, "doppel.replication.lag.age", "seconds",
-            "Seconds since the standby last held every write (0 while it does): the age of the oldest write it"
-                + " has not acknowledged, sampled when scraped", s -> lagSeconds(s, caughtUpNanos));
+            "Age of the oldest write the standby does not hold yet (0 when it holds every write). While streaming,"
+                + " the age of the write being timed; while catching up or disconnected, the time since the standby"
+                + " last held every write", s -> lagSeconds(s, caughtUpNanos));
         gauge(v, tags, "doppel.sync.remaining", "bytes", "Bytes of the current sync or compare not yet done",
             s -> Math.max(0, s.syncTotalBytes() - s.syncedBytes()));
         gauge(v, tags, "doppel.sync.total", "bytes", "Bytes the current or last sync or compare covers",
@@ -97,6 +98,9 @@ public final class Metrics
     {
         final Timer ack = timer("doppel.replication.ack.latency", "Time from sending a frame to the peer until it"
             + " acknowledged having it (sampled: one frame timed at a time)", tags);
+        final Timer lag = timer("doppel.replication.write.lag", "Replication lag: time from a write on the primary"
+            + " until the standby holds it (sampled: one write timed at a time; writes made while catching up are"
+            + " not timed)", tags);
         final Timer[] nbd = new Timer[NbdExport.COMMANDS.size()];
         for (int c = 0; c < nbd.length; c++)
         {
@@ -113,6 +117,12 @@ public final class Metrics
             public void ack(final long nanos)
             {
                 ack.record(nanos, TimeUnit.NANOSECONDS);
+            }
+
+            @Override
+            public void lag(final long nanos)
+            {
+                lag.record(nanos, TimeUnit.NANOSECONDS);
             }
 
             @Override
@@ -141,6 +151,14 @@ public final class Metrics
         {
             caughtUpNanos.set(now);
             return 0;
+        }
+        final boolean streaming = s.replication() == VolumeState.Replication.STREAMING
+            && s.disk() == VolumeState.Disk.UP_TO_DATE && s.dirtyBytes() == 0;
+        if (streaming)
+        {
+            // Writes queue in the log and reach the standby in order: the timed write tells their age.
+            caughtUpNanos.set(now);
+            return s.unackedWriteAgeSeconds();
         }
         return (now - caughtUpNanos.get()) / 1e9;
     }

@@ -77,6 +77,8 @@ public final class Transport implements AutoCloseable
     @Override
     public void close()
     {
-        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        // A quiet period, not 0: a closing channel's pipeline is torn down by hops between this loop and the
+        // apply executor, and a loop that terminated at once would refuse the last hop.
+        group.shutdownGracefully(100, 2_000, TimeUnit.MILLISECONDS).syncUninterruptibly();
     }
 }

@@ -17,6 +17,11 @@ public interface LatencyRecorder
         public void nbd(final int command, final long nanos)
         {
         }
+
+        @Override
+        public void lag(final long nanos)
+        {
+        }
     };
 
     /** A frame was acknowledged by the standby {@code nanos} after it was sent. */
@@ -24,4 +29,7 @@ public interface LatencyRecorder
 
     /** An NBD request of {@code command} (its NBD_CMD code) was answered after {@code nanos}. */
     void nbd(int command, long nanos);
+
+    /** A write reached the standby {@code nanos} after it was made (replication lag). */
+    void lag(long nanos);
 }

@@ -3,6 +3,7 @@ package io.doppel.replication;
 import io.doppel.config.NodeConfig;
 import io.doppel.log.Log;
 import io.doppel.net.FrameDecoder;
+import io.doppel.net.Heartbeat;
 import io.doppel.net.Transport;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
@@ -40,8 +41,8 @@ public final class PeerServer implements AutoCloseable
                 protected void initChannel(final Channel ch)
                 {
                     ch.pipeline().addLast(
-                        new IdleStateHandler(node.heartbeatTimeoutMillis(), node.heartbeatIntervalMillis(), 0,
-                            TimeUnit.MILLISECONDS),
+                        new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
+                        new Heartbeat(node.heartbeatIntervalMillis()),
                         new FrameDecoder());
                     ch.pipeline().addLast(applyGroup, "apply",
                         new StandbyLinkHandler(node.name(), volumes, node.heartbeatTimeoutMillis()));

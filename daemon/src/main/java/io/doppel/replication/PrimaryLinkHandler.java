@@ -135,6 +135,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                     }
                     state.sampleAck(seq);
                     acks.onAcked(seq);
+                    state.sampleReceived(acks.receivedLsn());
                     break;
                 case WireProtocol.TYPE_FLUSHED:
                     WireProtocol.requireBody(frame, 8, type);

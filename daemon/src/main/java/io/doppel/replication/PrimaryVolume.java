@@ -104,14 +104,18 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     @Override
     public long write(final long offset, final ByteBuffer src)
     {
-        return log.write(offset, src);
+        final long lsn = log.write(offset, src);
+        state.sampleWrite(lsn);
+        return lsn;
     }
 
     /** Zeroes a range (a hole where allowed and possible); replicated in write order as ZERO frames. */
     @Override
     public long writeZeroes(final long offset, final long length, final boolean mayTrim)
     {
-        return log.writeZeroes(offset, length, mayTrim);
+        final long lsn = log.writeZeroes(offset, length, mayTrim);
+        state.sampleWrite(lsn);
+        return lsn;
     }
 
     @Override

@@ -6,6 +6,7 @@ import io.doppel.config.PeerConfig;
 import io.doppel.config.VolumeConfig;
 import io.doppel.log.Log;
 import io.doppel.net.FrameDecoder;
+import io.doppel.net.Heartbeat;
 import io.doppel.net.Hello;
 import io.doppel.net.ProtocolException;
 import io.doppel.net.Transport;
@@ -251,8 +252,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 protected void initChannel(final Channel ch)
                 {
                     ch.pipeline().addLast(
-                        new IdleStateHandler(node.heartbeatTimeoutMillis(), node.heartbeatIntervalMillis(), 0,
-                            TimeUnit.MILLISECONDS),
+                        new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
+                        new Heartbeat(node.heartbeatIntervalMillis()),
                         new FrameDecoder(),
                         link);
                 }

@@ -50,6 +50,9 @@ public final class VolumeState
     /** The one frame whose ACK is being timed (0: none), and when it was sent. */
     private final AtomicLong ackSampleSeq = new AtomicLong();
     private volatile long ackSampleNanos;
+    /** The one write whose replication lag is being timed (its lsn; 0: none), and when it was written. */
+    private final AtomicLong writeSampleLsn = new AtomicLong();
+    private volatile long writeSampleNanos;
     private volatile LongSupplier generation = () -> 0;
     private volatile String verifyState = "none";
     private volatile boolean verifyRepair;
@@ -130,6 +133,7 @@ public final class VolumeState
         {
             disconnects.incrementAndGet();
             ackSampleSeq.set(0); // that frame's ACK will never come; sequence numbers start again
+            writeSampleLsn.set(0);
         }
         connected = value;
     }
@@ -169,6 +173,43 @@ public final class VolumeState
             ackSampleNanos = System.nanoTime();
             ackSampleSeq.set(seq);
         }
+    }
+
+    /**
+     * A write with log sequence number {@code lsn} (0: not logged) was just made: unless another write is
+     * being timed, the time until the standby holds it will be.
+     */
+    void sampleWrite(final long lsn)
+    {
+        if (lsn != 0 && writeSampleLsn.get() == 0)
+        {
+            writeSampleNanos = System.nanoTime();
+            writeSampleLsn.set(lsn);
+        }
+    }
+
+    /** The standby holds every write up to {@code lsn}. */
+    void sampleReceived(final long lsn)
+    {
+        final long sample = writeSampleLsn.get();
+        if (sample != 0 && lsn >= sample)
+        {
+            final long writtenAt = writeSampleNanos;
+            if (writeSampleLsn.compareAndSet(sample, 0))
+            {
+                latency.lag(System.nanoTime() - writtenAt);
+            }
+        }
+    }
+
+    /**
+     * Seconds since the write being timed was made, while the standby does not hold it yet (0 when no
+     * write waits): while streaming, the age of about the oldest write the standby lacks.
+     */
+    public double unackedWriteAgeSeconds()
+    {
+        final long writtenAt = writeSampleNanos;
+        return writeSampleLsn.get() == 0 ? 0 : Math.max(0, System.nanoTime() - writtenAt) / 1e9;
     }
 
     /** The standby acknowledged every frame up to {@code seq}. */

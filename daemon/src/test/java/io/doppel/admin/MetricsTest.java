@@ -42,7 +42,15 @@ class MetricsTest
         {
             final PrimaryVolume vm1 = alpha.primary("vm1");
             await(vm1::inSync, 60);
+            for (int i = 0; i < 20; i++)
+            {
+                vm1.write(i * 65536L, ByteBuffer.wrap(new byte[4096]).put(0, (byte)(i + 1)));
+                Thread.sleep(5);
+            }
+            await(vm1::inSync, 30);
             String text = scrape(cluster.alphaAdmin);
+            assertThat(value(text, "doppel_replication_write_lag_seconds_count")).as("writes timed to the standby")
+                .isPositive();
             assertThat(value(text, "doppel_replication_sent_bytes_total")).isPositive();
             assertThat(value(scrape(cluster.betaAdmin), "doppel_replication_received_bytes_total")).isPositive();
             assertThat(value(text, "doppel_replication_lag_age_seconds")).isZero();
