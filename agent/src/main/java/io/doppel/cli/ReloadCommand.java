@@ -2,7 +2,10 @@ package io.doppel.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.dataformat.toml.TomlMapper;
 import io.doppel.admin.AdminServer;
+import io.doppel.config.ConfigException;
+import io.doppel.config.ConfigLoader;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 
@@ -35,10 +38,41 @@ final class ReloadCommand implements Callable<Integer>
     @Mixin
     AdminOptions where = new AdminOptions();
 
+    /**
+     * Where to send the reload. The file given with --config is the one being reloaded and may not pass
+     * validation: then only its [node].admin is read, and the daemon itself refuses the reload with the
+     * loader's message (logged, and in its systemd status), rather than this command refusing to ask.
+     */
+    private String adminAddress()
+    {
+        if (where.admin != null || where.config == null)
+        {
+            return where.address();
+        }
+        try
+        {
+            final var a = ConfigLoader.load(where.config).node().admin();
+            return a.getHostString() + ":" + a.getPort();
+        }
+        catch (final ConfigException e)
+        {
+            try
+            {
+                final JsonNode admin = new TomlMapper().readTree(where.config.toFile()).path("node").path("admin");
+                return admin.isTextual() ? admin.asText() : AdminOptions.DEFAULT_ADMIN;
+            }
+            catch (final IOException unreadable)
+            {
+                System.err.println("doppel: " + e.getMessage());
+                return null;
+            }
+        }
+    }
+
     @Override
     public Integer call() throws Exception
     {
-        final String address = where.address();
+        final String address = adminAddress();
         if (address == null)
         {
             System.err.println("doppel: the daemon was not asked to reload; it goes on with the config it has");
@@ -56,7 +90,8 @@ final class ReloadCommand implements Callable<Integer>
         catch (final IOException e)
         {
             System.err.println("doppel: cannot reach the admin endpoint at " + uri + ": " + StatusCommand.describe(e)
-                + "; is the daemon running? (choose another with --admin HOST:PORT)");
+                + "; is the daemon running? (choose another with --admin HOST:PORT; a changed [node].admin takes"
+                + " effect only after a restart, so reload with --admin and the address the daemon listens on)");
             return 1;
         }
         final JsonNode body;

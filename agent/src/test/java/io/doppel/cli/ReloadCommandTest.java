@@ -53,6 +53,13 @@ class ReloadCommandTest
             assertThat(r.err()).contains("reload refused; the daemon goes on with its old config:")
                 .contains("vm1: path " + image + " -> " + dir.resolve("other.img") + " cannot change live");
             assertThat(beta.standby("vm1").config().compression().configName()).isEqualTo("zstd");
+
+            // A file that fails validation still reaches the daemon, which refuses it with the loader's message.
+            Files.writeString(file, Files.readString(file).replace("other.img", "vm1.img")
+                .replace("compression = \"none\"", "compression = \"brotli\""));
+            r = run("reload", "--config", file.toString());
+            assertThat(r.code()).isEqualTo(1);
+            assertThat(r.err()).contains("reload refused").contains("compression=\"brotli\"");
         }
         final CliRun.Result gone = run("reload", "--admin", "127.0.0.1:" + admin);
         assertThat(gone.code()).isEqualTo(1);

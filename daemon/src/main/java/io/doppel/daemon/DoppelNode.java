@@ -365,7 +365,7 @@ public final class DoppelNode implements AutoCloseable
         }
         catch (final IOException e)
         {
-            throw new IOException("volume " + vc.name() + ": " + e.getMessage(), e);
+            throw new IOException("volume " + vc.name() + ": " + describe(e), e);
         }
         final MetadataFile metadata;
         try
@@ -376,7 +376,7 @@ public final class DoppelNode implements AutoCloseable
         catch (final IOException | RuntimeException e)
         {
             volume.close();
-            throw new IOException("volume " + vc.name() + ": " + e.getMessage(), e);
+            throw new IOException("volume " + vc.name() + ": " + describe(e), e);
         }
         final VolumeState state = new VolumeState(vc, volume.size());
         states.add(state);
@@ -446,6 +446,27 @@ public final class DoppelNode implements AutoCloseable
             + vc.path() + " (" + Units.formatBytes(volume.size()) + ", block-size " + vc.blockSize()
             + ", compression " + vc.compression().configName() + (volume.isBlockDevice() ? ", block device" : "")
             + "), metadata " + metadata.path());
+    }
+
+    /**
+     * An I/O error as an operator reads it: the JDK's file-system exceptions carry only the path as their
+     * message ("/srv/images/vm1.img"), so say what happened to it.
+     */
+    static String describe(final Exception e)
+    {
+        if (e instanceof java.nio.file.FileSystemException && !(e instanceof java.nio.file.FileSystemLoopException))
+        {
+            final java.nio.file.FileSystemException f = (java.nio.file.FileSystemException)e;
+            final String what = e instanceof java.nio.file.AccessDeniedException ? "permission denied"
+                : e instanceof java.nio.file.NoSuchFileException ? "no such file or directory"
+                : e instanceof java.nio.file.NotDirectoryException ? "not a directory"
+                : e instanceof java.nio.file.FileAlreadyExistsException ? "already exists"
+                : f.getReason() != null ? f.getReason() : e.getClass().getSimpleName();
+            return f.getFile() + (f.getOtherFile() != null ? " -> " + f.getOtherFile() : "") + ": " + what
+                + (e instanceof java.nio.file.AccessDeniedException ? " (the daemon runs as user "
+                    + System.getProperty("user.name") + "; under systemd, is the path in ReadWritePaths=?)" : "");
+        }
+        return e.getMessage();
     }
 
     public DoppelConfig config()

@@ -134,7 +134,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                 final boolean full = kind != 0;
                 if (kind == 2)
                 {
-                    standby.saveDivergentBlocks(); // a split-brain policy chose this copy's changes to go
+                    standby.saveDivergentBlocks(nodeName); // a split-brain policy chose this copy's changes to go
                 }
                 // Durable before any block of the sync lands: a crash from here on leaves a copy that
                 // says it is inconsistent (and, for a whole-volume compare, holds no known generation).

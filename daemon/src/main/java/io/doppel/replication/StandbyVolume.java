@@ -176,7 +176,7 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
      * (its dirty map, from when it was primary) into a sparse image of the volume's size beside the
      * metadata, forced to disk, so nothing is silently lost. Returns the file, or null when nothing changed.
      */
-    synchronized Path saveDivergentBlocks()
+    synchronized Path saveDivergentBlocks(final String nodeName)
     {
         final DirtyMap map = metadata.dirtyMap();
         map.returnInFlight();
@@ -225,7 +225,7 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
             throw new UncheckedIOException("split brain: cannot save this copy's " + blocks
                 + " divergent block(s) to " + file + " (nothing was overwritten): " + e.getMessage(), e);
         }
-        Log.warn(config.peer() + "'s standby/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
+        Log.warn(nodeName + "/" + name(), "split brain: saved " + blocks + " block(s) this node changed"
             + " on its own to " + file + " before the primary overwrites them");
         map.clearAll();
         metadata.flush();
