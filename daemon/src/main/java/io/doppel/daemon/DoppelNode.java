@@ -440,7 +440,12 @@ public final class DoppelNode implements AutoCloseable
         else
         {
             metadata.role(MetadataFile.ROLE_STANDBY);
-            standbys.put(vc.name(), new StandbyVolume(vc, volume, metadata, state));
+            final StandbyVolume standby = new StandbyVolume(vc, volume, metadata, state);
+            if (!imageExisted && !volume.isBlockDevice())
+            {
+                standby.createdBlank();
+            }
+            standbys.put(vc.name(), standby);
         }
         Log.info(component, "opened " + vc.role().configName() + " volume "
             + vc.path() + " (" + Units.formatBytes(volume.size()) + ", block-size " + vc.blockSize()

@@ -30,6 +30,11 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
 
     /** Flag: the sender's copy is in doubt (machine crash, or a former primary with writes its peer lacks). */
     public static final int FLAG_UNCLEAN = 1;
+    /**
+     * Flag (standby): the copy is a blank image this node created and has never synced into: every byte
+     * reads zero, so a whole-volume sync can send the primary's non-zero blocks without comparing hashes.
+     */
+    public static final int FLAG_BLANK = 2;
 
     public Hello(final int magic, final int versionMin, final int versionMax, final int role, final long size,
         final int blockSize, final String node, final String target, final String volume)

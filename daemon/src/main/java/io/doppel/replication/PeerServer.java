@@ -4,6 +4,7 @@ import io.doppel.config.NodeConfig;
 import io.doppel.log.Log;
 import io.doppel.net.FrameDecoder;
 import io.doppel.net.Heartbeat;
+import io.doppel.net.ReadAhead;
 import io.doppel.net.Transport;
 import io.netty.bootstrap.ServerBootstrap;
 import io.netty.channel.Channel;
@@ -19,6 +20,9 @@ import java.util.concurrent.TimeUnit;
 /** Accepts peer links on {@code [node].listen}; each link names, in its handshake, the volume it feeds. */
 public final class PeerServer implements AutoCloseable
 {
+    /** Frames a standby link reads ahead of its apply thread (bounded memory, overlapping work). */
+    static final long READ_AHEAD_BYTES = 8L << 20;
+
     private final Channel serverChannel;
 
     private PeerServer(final Channel serverChannel)
@@ -44,8 +48,10 @@ public final class PeerServer implements AutoCloseable
                         new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
                         new Heartbeat(node.heartbeatIntervalMillis()),
                         new FrameDecoder());
+                    final ReadAhead readAhead = new ReadAhead(READ_AHEAD_BYTES);
+                    ch.pipeline().addLast(readAhead);
                     ch.pipeline().addLast(applyGroup, "apply",
-                        new StandbyLinkHandler(node.name(), volumes, node.heartbeatTimeoutMillis()));
+                        new StandbyLinkHandler(node.name(), volumes, node.heartbeatTimeoutMillis(), readAhead));
                 }
             });
         final ChannelFuture f = b.bind(Transport.resolve(node.listen())).awaitUninterruptibly();

@@ -21,6 +21,7 @@ import io.doppel.storage.ZeroBlocks;
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
+import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
@@ -50,6 +51,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     static final int HASH_WINDOW = 4;
     static final int HASH_BATCH_BYTES = 16 << 20;
     static final int FLUSH_EVERY_FRAMES = 32;
+    /** A batch of frames is handed to the event loop at this size at the latest (1 MiB blocks: one each). */
+    static final int BATCH_BYTES = 256 << 10;
     static final long MIN_BACKOFF_MS = 100;
     static final long MAX_BACKOFF_MS = 5_000;
     static final long REJECTED_BACKOFF_MS = 10_000;
@@ -97,6 +100,12 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private PrimaryLinkHandler link;
     private long seq;
     private int unflushed;
+    /**
+     * Frames not yet handed to the event loop. One composite per batch of up to {@link #FLUSH_EVERY_FRAMES}
+     * frames: a write from this thread is a task for the event loop and often a wakeup (a syscall and a
+     * context switch), so one write per frame cost more than encoding the frame.
+     */
+    private CompositeByteBuf batch;
     private long syncDoneSeq = -1;
     /** A SYNC_DONE was sent on this link and not yet acknowledged; the generation it carried. */
     private boolean syncDoneUnacked;
@@ -507,7 +516,14 @@ public final class ReplicationSender implements Runnable, AutoCloseable
 
     private void compareAllNow(final int kind) throws LinkDownException, InterruptedException
     {
-        state.syncStarted("full-compare");
+        // A blank standby (an image it just created, all zeros) needs no hashes: send every non-zero block.
+        final boolean blank = kind == SYNC_FULL && (peerHello.flags() & Hello.FLAG_BLANK) != 0;
+        state.syncStarted(blank ? "full-copy" : "full-compare");
+        if (blank)
+        {
+            Log.info(component, "standby " + peer.name() + " has a blank copy: sending every non-zero block without"
+                + " comparing");
+        }
         sendSyncBegin(kind);
         final long startNanos = System.nanoTime();
         final long sentBefore = state.bytesSent();
@@ -520,6 +536,14 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         for (long start = 0; start < blocks; start += batch)
         {
             checkStillWanted();
+            if (blank)
+            {
+                final int count = (int)Math.min(batch, blocks - start);
+                markNonZero(start, count);
+                shipDirty(start, start + count);
+                state.syncedBytes.set(Math.min(volume.size(), (start + count) * blockSize));
+                continue;
+            }
             while (outstanding < HASH_WINDOW && requested < blocks)
             {
                 final int count = (int)Math.min(batch, blocks - requested);
@@ -556,6 +580,20 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         buf.writeInt(count);
         WireProtocol.endFrame(buf, frame, crc);
         send(buf);
+    }
+
+    /** Marks the blocks of {@code [start, start+count)} that hold anything but zeros. */
+    private void markNonZero(final long start, final int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            final long block = start + i;
+            final long offset = block * blockSize;
+            if (!ZeroBlocks.isZero(volume.windowFor(offset), volume.indexInWindow(offset), blockLength(block)))
+            {
+                dirtyMap.mark(block);
+            }
+        }
     }
 
     private void markDiffering(final ByteBuf list, final long start, final int count)
@@ -1045,8 +1083,12 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         state.bytesSent.addAndGet(frame.readableBytes());
         state.sentSeq.set(seq);
         state.sampleSend(seq);
-        channel.write(frame, channel.voidPromise());
-        if (++unflushed >= FLUSH_EVERY_FRAMES)
+        if (batch == null)
+        {
+            batch = alloc.compositeDirectBuffer(FLUSH_EVERY_FRAMES);
+        }
+        batch.addComponent(true, frame);
+        if (++unflushed >= FLUSH_EVERY_FRAMES || batch.readableBytes() >= BATCH_BYTES)
         {
             flush();
         }
@@ -1056,8 +1098,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     {
         if (unflushed > 0 && channel != null)
         {
-            channel.flush();
+            final CompositeByteBuf frames = batch;
+            batch = null;
             unflushed = 0;
+            channel.writeAndFlush(frames, channel.voidPromise());
         }
     }
 
@@ -1089,6 +1133,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             state.disk(VolumeState.Disk.INCONSISTENT);
         }
         unflushed = 0;
+        if (batch != null)
+        {
+            batch.release(); // frames the link never took: their blocks are dirty again
+            batch = null;
+        }
         if (channel != null)
         {
             channel.close().awaitUninterruptibly(2, TimeUnit.SECONDS);

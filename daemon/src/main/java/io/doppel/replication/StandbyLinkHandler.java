@@ -4,6 +4,7 @@ import com.dynatrace.hash4j.hashing.HashValue128;
 import io.doppel.log.Log;
 import io.doppel.net.Hello;
 import io.doppel.net.ProtocolException;
+import io.doppel.net.ReadAhead;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockApplier;
 import io.doppel.pipeline.BlockHash;
@@ -22,8 +23,8 @@ import java.util.zip.CRC32C;
 
 /**
  * The standby's end of one peer link. It runs on an apply executor, not the I/O loop, because it
- * writes into the mapped image (page faults can block). The channel does not auto-read: the next read
- * is requested only after the frames of the previous one are applied, so a slow disk slows the
+ * writes into the mapped image (page faults can block). The channel does not auto-read: {@link ReadAhead}
+ * on the I/O loop reads on while a bounded amount of frames waits here, so a slow disk slows the
  * primary down through TCP instead of filling memory.
  */
 final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
@@ -42,8 +43,12 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     /** Set on the first bad frame: frames of the same read still queued here must not reach the volume. */
     private boolean failed;
 
-    StandbyLinkHandler(final String nodeName, final LinkTargets volumes, final long timeoutMillis)
+    private final ReadAhead readAhead;
+
+    StandbyLinkHandler(final String nodeName, final LinkTargets volumes, final long timeoutMillis,
+        final ReadAhead readAhead)
     {
+        this.readAhead = readAhead;
         this.nodeName = nodeName;
         this.volumes = volumes;
         this.timeoutMillis = timeoutMillis;
@@ -53,14 +58,14 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void channelActive(final ChannelHandlerContext ctx)
     {
-        ctx.read();
-        ctx.fireChannelActive();
+        ctx.fireChannelActive(); // ReadAhead has asked for the first read
     }
 
     @Override
     public void channelRead(final ChannelHandlerContext ctx, final Object msg)
     {
         final ByteBuf frame = (ByteBuf)msg;
+        final int frameBytes = frame.readableBytes();
         try
         {
             if (failed)
@@ -107,6 +112,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         finally
         {
             frame.release();
+            readAhead.consumed(frameBytes);
         }
     }
 
@@ -210,7 +216,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         final MetadataFile meta = target.metadata();
         Hello.of(WireProtocol.ROLE_STANDBY, target.volume().size(), target.config().blockSize(), nodeName,
             hello.node(), hello.volume()).withGenerations(meta.currentGen(), meta.bitmapGen(), meta.disk().ordinal(),
-            target.doubtful() ? Hello.FLAG_UNCLEAN : 0)
+            (target.doubtful() ? Hello.FLAG_UNCLEAN : 0) | (target.blank() ? Hello.FLAG_BLANK : 0))
             .withChanges(meta.trackingSince(), meta.dirtyMap().dirtyBlocks() + meta.dirtyMap().inFlightBlocks())
             .encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
         ctx.writeAndFlush(ok);
@@ -279,7 +285,6 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             sendSeq(ctx, WireProtocol.TYPE_ACK, appliedSeq);
             ackedSeq = appliedSeq;
         }
-        ctx.read();
     }
 
     private void sendSeq(final ChannelHandlerContext ctx, final int type, final long seq)

@@ -27,6 +27,7 @@ import java.util.concurrent.atomic.AtomicReference;
 public final class StandbyVolume implements AutoCloseable, NbdExport
 {
     private final VolumeConfig config;
+    private volatile boolean createdBlank;
     private final Volume volume;
     private final MetadataFile metadata;
     private final VolumeState state;
@@ -98,6 +99,18 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
     boolean doubtful()
     {
         return metadata.copyInDoubt();
+    }
+
+    /** The node created this image just now (it did not exist): it is sparse and reads zero throughout. */
+    public void createdBlank()
+    {
+        createdBlank = true;
+    }
+
+    /** A blank image never synced into: a sync need not compare, only send non-zero blocks. */
+    boolean blank()
+    {
+        return createdBlank && metadata.disk() == MetadataFile.Disk.UNKNOWN && metadata.currentGen() == 0;
     }
 
     synchronized void syncCompleted(final long gen)

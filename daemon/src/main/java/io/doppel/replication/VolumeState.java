@@ -255,7 +255,7 @@ public final class VolumeState
         return inFlightBytes.getAsLong();
     }
 
-    /** A sync starts: {@code kind} is "dirty-map" or "full-compare". */
+    /** A sync starts: {@code kind} is "dirty-map", "full-compare" or "full-copy" (into a blank standby). */
     void syncStarted(final String kind)
     {
         syncKind = kind;
@@ -282,7 +282,7 @@ public final class VolumeState
         return (System.nanoTime() - syncStartNanos) / 1e9 * (total - done) / done;
     }
 
-    /** The kind of the current or last sync: "dirty-map", "full-compare", or "none" yet. */
+    /** The kind of the current or last sync: "dirty-map", "full-compare", "full-copy", or "none" yet. */
     public String syncKind()
     {
         return syncKind;
