@@ -19,6 +19,7 @@ public final class NativeIo
     static final long BLKGETSIZE64 = 0x80081272L;
     static final int O_RDONLY = 0;
     static final int O_RDWR = 2;
+    static final int O_CLOEXEC = 0x80000;
     static final int FALLOC_FL_KEEP_SIZE = 0x01;
     static final int FALLOC_FL_PUNCH_HOLE = 0x02;
 
@@ -49,6 +50,57 @@ public final class NativeIo
         {
             return null;
         }
+    }
+
+    /**
+     * pwrite(2) by JNA direct mapping (a plain native call, no proxy), the one native call on the write
+     * path; {@link #PWRITE} is false where it could not be bound.
+     */
+    static final class Direct
+    {
+        static final boolean PWRITE = register();
+
+        private Direct()
+        {
+        }
+
+        private static boolean register()
+        {
+            try
+            {
+                Native.register(Direct.class, "c");
+                return true;
+            }
+            catch (final Throwable t)
+            {
+                return false;
+            }
+        }
+
+        static native long pwrite(int fd, long buf, long count, long offset) throws LastErrorException;
+    }
+
+    /** Opens {@code path} read-write for pwrite (close-on-exec); -1 when libc is not bound. */
+    static int openForWrite(final Path path) throws IOException
+    {
+        if (LIBC == null || !Direct.PWRITE)
+        {
+            return -1;
+        }
+        try
+        {
+            return LIBC.open(path.toString(), O_RDWR | O_CLOEXEC);
+        }
+        catch (final LastErrorException e)
+        {
+            throw new IOException(path + ": open for writing failed: " + e.getMessage(), e);
+        }
+    }
+
+    /** Closes a descriptor from {@link #openForWrite}. */
+    static void close(final int fd)
+    {
+        closeQuietly(fd);
     }
 
     /** True when libc could be bound (JNA's native part unpacked and loaded). */

@@ -1,7 +1,11 @@
 package io.doppel.storage;
 
+import com.sun.jna.LastErrorException;
+import io.netty.util.internal.PlatformDependent;
+
 import java.io.Closeable;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.MappedByteBuffer;
@@ -37,6 +41,12 @@ public final class Volume implements Closeable
     private final int windowShift;
     private final long windowMask;
     private final FileChannel channel;
+    /**
+     * A descriptor for pwrite (-1: write through the mapping). Not the channel's: a FileChannel closes
+     * itself when a thread writing through it is interrupted, and the volume must outlive any one thread.
+     */
+    private final int fd;
+    private static final int EINTR = 4;
     private final MappedByteBuffer[] windows;
     private final AtomicIntegerArray touched;
 
@@ -59,6 +69,7 @@ public final class Volume implements Closeable
             // Native order on x86/ARM: the hash reads 64-bit words straight, without byte swaps.
             windows[i].order(ByteOrder.LITTLE_ENDIAN);
         }
+        this.fd = NativeIo.openForWrite(path); // last: nothing after it can fail and leak it
     }
 
     /**
@@ -168,11 +179,65 @@ public final class Volume implements Closeable
         dst.position(dst.position() + length);
     }
 
-    /** Copies {@code src.remaining()} bytes from {@code src} to {@code offset}, advancing its position. */
+    /**
+     * Writes {@code src.remaining()} bytes from {@code src} at {@code offset}, advancing its position.
+     *
+     * <p>Through pwrite (for a direct buffer), not the mapping: a store into a mapped page the file has not allocated yet faults,
+     * and the kernel allocates under the fault, page by page (1.1 s of system time for 700 MB into a sparse
+     * file here, against 0.25 s through pwrite); and a full disk fails a pwrite with an error instead of a
+     * SIGBUS in the writing thread. The page cache is shared, so the mapping reads what was written, and
+     * {@link #flush()} (msync of the window, which syncs the file's range) makes it durable.
+     *
+     * @throws UncheckedIOException when the write fails (disk full, I/O error), naming the file and range
+     */
     public void write(final long offset, final ByteBuffer src)
     {
         final int length = src.remaining();
         checkRange(offset, length);
+        if (fd >= 0 && src.isDirect() && PlatformDependent.hasUnsafe())
+        {
+            pwrite(offset, PlatformDependent.directBufferAddress(src) + src.position(), length);
+            for (long at = offset; at < offset + length; at = ((at >>> windowShift) + 1) << windowShift)
+            {
+                touch((int)(at >>> windowShift));
+            }
+        }
+        else
+        {
+            writeMapped(offset, src, length); // a heap buffer (the Java API, tests) or no libc
+        }
+        src.position(src.position() + length);
+    }
+
+    /** True when direct buffers are written through pwrite (libc bound), false when through the mapping. */
+    boolean writesThroughPwrite()
+    {
+        return fd >= 0 && PlatformDependent.hasUnsafe();
+    }
+
+    private void pwrite(final long offset, final long address, final int length)
+    {
+        long done = 0;
+        while (done < length)
+        {
+            try
+            {
+                done += NativeIo.Direct.pwrite(fd, address + done, length - done, offset + done);
+            }
+            catch (final LastErrorException e)
+            {
+                if (e.getErrorCode() == EINTR)
+                {
+                    continue;
+                }
+                throw new UncheckedIOException("writing " + length + " bytes at offset " + offset + " of " + path
+                    + " failed: " + e.getMessage(), new IOException(e.getMessage(), e));
+            }
+        }
+    }
+
+    private void writeMapped(final long offset, final ByteBuffer src, final int length)
+    {
         long pos = offset;
         int done = 0;
         while (done < length)
@@ -186,7 +251,6 @@ public final class Volume implements Closeable
             done += n;
             pos += n;
         }
-        src.position(src.position() + length);
     }
 
     /** Writes {@code length} zero bytes at {@code offset}. */
@@ -272,7 +336,7 @@ public final class Volume implements Closeable
         }
         catch (final IOException e)
         {
-            throw new java.io.UncheckedIOException("forcing " + path + " to disk failed: " + e.getMessage(), e);
+            throw new UncheckedIOException("forcing " + path + " to disk failed: " + e.getMessage(), e);
         }
     }
 
@@ -319,6 +383,7 @@ public final class Volume implements Closeable
     public void close() throws IOException
     {
         flush();
+        NativeIo.close(fd);
         channel.close();
     }
 }
