@@ -126,7 +126,7 @@ final class StatusCommand implements Callable<Integer>
         }
     }
 
-    private static String formatSeconds(final double s)
+    static String formatSeconds(final double s)
     {
         final long t = (long)Math.ceil(s);
         return t >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", t / 3600, t / 60 % 60)

@@ -93,16 +93,33 @@ final class VerbCommands
             description = "give up waiting after this long (default: ${DEFAULT-VALUE})")
         long timeoutSeconds;
 
+        @Option(names = "--progress-interval", defaultValue = "5", paramLabel = "SECONDS",
+            description = "when the output is not a terminal: seconds between progress lines (default: ${DEFAULT-VALUE});"
+                + " a terminal gets a bar redrawn in place")
+        double progressInterval;
+
         /** The counter in the volume's status that tells this request's run from earlier ones, before it. */
         long counterBefore;
 
         /** That counter in a status document (e.g. links made, verifies started). */
         abstract long counter(JsonNode volumeStatus);
 
+        /** "resync", "verify": for messages. */
+        abstract String what();
+
+        /** Whether the status shows this request's run over. */
+        abstract boolean finished(JsonNode v);
+
+        /** Prints the outcome of a finished run; the exit code. */
+        abstract int report(JsonNode v);
+
+        /** Shows where the run is: {@link Progress#waiting} or {@link Progress#update}. */
+        abstract void show(JsonNode v, Progress progress);
+
         @Override
         boolean before(final String address) throws Exception
         {
-            final JsonNode v = volumeStatus(address, volume);
+            final JsonNode v = volumeStatus(address, volume, null);
             if (v == null)
             {
                 return false;
@@ -116,6 +133,51 @@ final class VerbCommands
         {
             return counter(v) > counterBefore;
         }
+
+        @Override
+        int afterwards(final String address) throws Exception
+        {
+            if (noWait)
+            {
+                return 0;
+            }
+            final Progress progress = Progress.onStderr(progressInterval);
+            return follow(() -> volumeStatus(address, volume, progress), progress, 500);
+        }
+
+        /**
+         * Polls the volume's status every {@code pollMillis} until the run is over, showing its progress;
+         * 1 when the status cannot be had, or after --timeout (the work goes on in the daemon).
+         */
+        int follow(final StatusSource status, final Progress progress, final long pollMillis) throws InterruptedException
+        {
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
+            while (System.nanoTime() < deadline)
+            {
+                final JsonNode v = status.fetch();
+                if (v == null)
+                {
+                    return 1;
+                }
+                if (finished(v))
+                {
+                    progress.finish();
+                    return report(v);
+                }
+                show(v, progress);
+                Thread.sleep(pollMillis);
+            }
+            progress.finish();
+            System.err.println("doppel: " + what() + " of " + volume + " did not finish within " + timeoutSeconds
+                + " s; it goes on in the daemon (see doppel status --json)");
+            return 1;
+        }
+    }
+
+    /** Where {@link WaitingVerb#follow} gets the volume's status from; null after printing why there is none. */
+    interface StatusSource
+    {
+        JsonNode fetch() throws InterruptedException;
     }
 
     @Command(name = "pause", mixinStandardHelpOptions = true,
@@ -160,31 +222,40 @@ final class VerbCommands
         }
 
         @Override
-        int afterwards(final String address) throws Exception
+        String what()
         {
-            if (noWait)
+            return "resync";
+        }
+
+        @Override
+        boolean finished(final JsonNode v)
+        {
+            return ours(v) && "streaming".equals(v.path("replication").asText())
+                && "up-to-date".equals(v.path("disk").asText()) && v.path("dirtyBytes").asLong() == 0;
+        }
+
+        @Override
+        int report(final JsonNode v)
+        {
+            System.out.println(volume + ": resync done: " + Units.formatBytes(v.path("syncBytesSent").asLong())
+                + " sent; the standby is up to date");
+            return 0;
+        }
+
+        @Override
+        void show(final JsonNode v, final Progress progress)
+        {
+            final long total = v.path("syncTotalBytes").asLong();
+            final String replication = v.path("replication").asText();
+            if (!ours(v) || total <= 0)
             {
-                return 0;
+                progress.waiting("waiting for " + volume + " to reconnect (replication " + replication + ")");
+                return;
             }
-            return watch(address, volume, timeoutSeconds, "resync", v ->
-            {
-                if (ours(v) && "streaming".equals(v.path("replication").asText())
-                    && "up-to-date".equals(v.path("disk").asText()) && v.path("dirtyBytes").asLong() == 0)
-                {
-                    System.out.println(volume + ": resync done: " + Units.formatBytes(v.path("syncBytesSent").asLong())
-                        + " sent; the standby is up to date");
-                    return 0;
-                }
-                return null;
-            }, v ->
-            {
-                final long total = v.path("syncTotalBytes").asLong();
-                return ours(v) && total > 0
-                    ? String.format(Locale.ROOT, "resync %s: %s, %.0f%% of %s compared", volume,
-                        v.path("replication").asText(), 100.0 * v.path("syncedBytes").asLong() / total,
-                        Units.formatBytes(total))
-                    : "waiting for " + volume + " to reconnect (replication " + v.path("replication").asText() + ")";
-            });
+            final long done = v.path("syncedBytes").asLong();
+            progress.update(String.format(Locale.ROOT, "resync %s: %s, %.0f%% of %s compared (%s)", volume, replication,
+                100.0 * done / total, Units.formatBytes(total), Units.formatBytes(done)),
+                "resync " + volume, "syncing".equals(replication) ? "" : replication, done, total);
         }
     }
 
@@ -252,27 +323,38 @@ final class VerbCommands
         }
 
         @Override
-        int afterwards(final String address) throws Exception
+        String what()
         {
-            if (noWait)
+            return "verify";
+        }
+
+        @Override
+        boolean finished(final JsonNode v)
+        {
+            return ours(v) && !"running".equals(v.path("verify").path("state").asText());
+        }
+
+        @Override
+        int report(final JsonNode v)
+        {
+            return report(v.path("verify"), v.path("verify").path("state").asText());
+        }
+
+        @Override
+        void show(final JsonNode v, final Progress progress)
+        {
+            final JsonNode verify = v.path("verify");
+            final long total = verify.path("totalBytes").asLong();
+            if (!ours(v) || total <= 0)
             {
-                return 0;
+                progress.waiting("waiting for " + volume + " to stream (replication " + v.path("replication").asText() + ")");
+                return;
             }
-            return watch(address, volume, timeoutSeconds, "verify", v ->
-            {
-                final JsonNode verify = v.path("verify");
-                final String state = verify.path("state").asText();
-                return ours(v) && !"running".equals(state) ? report(verify, state) : null;
-            }, v ->
-            {
-                final JsonNode verify = v.path("verify");
-                final long total = verify.path("totalBytes").asLong();
-                return ours(v) && total > 0
-                    ? String.format(Locale.ROOT, "verifying %s: %.0f%% of %s, %d differing so far", volume,
-                        100.0 * verify.path("verifiedBytes").asLong() / total, Units.formatBytes(total),
-                        verify.path("differingBlocks").asLong())
-                    : "waiting for " + volume + " to stream (replication " + v.path("replication").asText() + ")";
-            });
+            final long done = verify.path("verifiedBytes").asLong();
+            final long differing = verify.path("differingBlocks").asLong();
+            progress.update(String.format(Locale.ROOT, "verifying %s: %.0f%% of %s (%s), %d differing so far", volume,
+                100.0 * done / total, Units.formatBytes(total), Units.formatBytes(done), differing),
+                "verify " + volume, differing == 0 ? "" : differing + " differ", done, total);
         }
 
         private int report(final JsonNode verify, final String state)
@@ -297,41 +379,6 @@ final class VerbCommands
             }
             return differing == repaired ? 0 : 1;
         }
-    }
-
-    /**
-     * Polls the volume's status every 500 ms until {@code done} gives an exit code, printing each new
-     * {@code progress} line to stderr; 1 after {@code timeoutSeconds} (the work goes on in the daemon).
-     */
-    static int watch(final String address, final String volume, final long timeoutSeconds, final String what,
-        final java.util.function.Function<JsonNode, Integer> done, final java.util.function.Function<JsonNode, String> progress)
-        throws InterruptedException
-    {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeoutSeconds);
-        String lastLine = "";
-        while (System.nanoTime() < deadline)
-        {
-            final JsonNode v = volumeStatus(address, volume);
-            if (v == null)
-            {
-                return 1;
-            }
-            final Integer code = done.apply(v);
-            if (code != null)
-            {
-                return code;
-            }
-            final String line = progress.apply(v);
-            if (!line.equals(lastLine))
-            {
-                System.err.println(line);
-                lastLine = line;
-            }
-            Thread.sleep(500);
-        }
-        System.err.println("doppel: " + what + " of " + volume + " did not finish within " + timeoutSeconds
-            + " s; it goes on in the daemon (see doppel status --json)");
-        return 1;
     }
 
     /** POSTs the verb; prints the daemon's refusal or why it could not be reached and returns null then. */
@@ -363,9 +410,11 @@ final class VerbCommands
         }
     }
 
-    /** The named volume's /status entry, or null after printing why not. */
-    static JsonNode volumeStatus(final String address, final String volume) throws InterruptedException
+    /** The named volume's /status entry, or null after printing why not (clearing {@code progress}'s bar first). */
+    static JsonNode volumeStatus(final String address, final String volume, final Progress progress)
+        throws InterruptedException
     {
+        final Runnable clear = progress == null ? () -> { } : progress::finish;
         try
         {
             final JsonNode status = JSON.readTree(StatusCommand.fetch(URI.create("http://" + address + "/status")));
@@ -376,10 +425,12 @@ final class VerbCommands
                     return v;
                 }
             }
+            clear.run();
             System.err.println("doppel: no volume " + volume + " in the status of " + address);
         }
         catch (final IOException e)
         {
+            clear.run();
             System.err.println("doppel: lost the admin endpoint at " + address + ": " + StatusCommand.describe(e));
         }
         return null;

@@ -1,5 +1,7 @@
 package io.doppel.cli;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import io.doppel.config.ConfigLoader;
 import io.doppel.daemon.DoppelNode;
 import io.doppel.replication.PrimaryVolume;
@@ -8,13 +10,19 @@ import io.doppel.tools.MixedImage;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
 
 import static io.doppel.cli.CliRun.freePort;
@@ -24,7 +32,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * The operator's verbs against two running nodes: verify finds blocks corrupted behind the daemon's back
  * in the standby's image and --repair fixes them; verify under concurrent writes reports no false
- * difference; pause and resume; resync; refusals name the volume and what to do.
+ * difference; pause and resume; resync; refusals name the volume and what to do. Progress of verify
+ * and resync without a terminal (plain lines at an interval, with rate and ETA) and on one (a bar
+ * redrawn in place), against status documents made up here with a clock that moves 1 s per poll.
  */
 class OperatorVerbsTest
 {
@@ -47,6 +57,7 @@ class OperatorVerbsTest
             final CliRun.Result clean = run("verify", "vm1", "--timeout", "120", "--admin", admin);
             assertThat(clean.code()).as(clean.out() + clean.err()).isZero();
             assertThat(clean.out()).contains("verify done: 0 block(s) differ");
+            assertThat(clean.err()).as("not a terminal: plain lines, no bar").doesNotContain("\r").doesNotContain("\033[");
 
             // Behind the daemon's back: two blocks of the standby's image change.
             try (RandomAccessFile f = new RandomAccessFile(pair.betaImage.toFile(), "rw"))
@@ -135,6 +146,7 @@ class OperatorVerbsTest
             final CliRun.Result resync = run("resync", "vm1", "--timeout", "120", "--admin", admin);
             assertThat(resync.code()).as(resync.out() + resync.err()).isZero();
             assertThat(resync.out()).contains("resync done");
+            assertThat(resync.err()).doesNotContain("\r");
             await(() -> "full-compare".equals(vm1.state().syncKind()) && vm1.inSync(), 60);
             alpha.primary("vm1").flush();
             beta.standby("vm1").volume().flush();
@@ -156,6 +168,153 @@ class OperatorVerbsTest
             assertThat(promoteConnected.code()).isEqualTo(1);
             assertThat(promoteConnected.err()).contains("primary alpha is connected").contains("demote it");
         }
+    }
+
+    @Test
+    void verifyProgressWithoutATerminalIsAPlainLineEveryInterval() throws Exception
+    {
+        final VerbCommands.Verify verify = new VerbCommands.Verify();
+        verify.volume = "vm1";
+        verify.timeoutSeconds = 60;
+        verify.counterBefore = 0; // verify.runs before the request
+        final AtomicLong clock = new AtomicLong();
+        final List<JsonNode> statuses = new ArrayList<>();
+        statuses.add(volume("streaming", verifyStatus(0, "none", 0, 0))); // the daemon has not started it yet
+        for (int second = 0; second <= 16; second++) // 4 MiB/s over 64 MiB
+        {
+            statuses.add(volume("streaming", verifyStatus(1, "running", 4L * second << 20, 64L << 20)));
+        }
+        statuses.add(volume("streaming", verifyStatus(1, "done", 64L << 20, 64L << 20)));
+        final Captured run = follow(verify, statuses, clock, false, 5);
+
+        assertThat(run.code).isZero();
+        assertThat(run.out).contains("vm1: verify done: 0 block(s) differ");
+        assertThat(run.err).doesNotContain("\r").doesNotContain("\033[");
+        assertThat(run.err.lines()).containsExactly(
+            "waiting for vm1 to stream (replication streaming)",
+            "verifying vm1: 0% of 64.0 MiB (0 B), 0 differing so far",
+            "verifying vm1: 31% of 64.0 MiB (20.0 MiB), 0 differing so far, 4.0 MiB/s, ETA 11s",
+            "verifying vm1: 63% of 64.0 MiB (40.0 MiB), 0 differing so far, 4.0 MiB/s, ETA 6s",
+            "verifying vm1: 94% of 64.0 MiB (60.0 MiB), 0 differing so far, 4.0 MiB/s, ETA 1s");
+    }
+
+    @Test
+    void resyncProgressStartsOverAfterAReconnectAndTimesOutWithAMessage() throws Exception
+    {
+        final VerbCommands.Resync resync = new VerbCommands.Resync();
+        resync.volume = "vm1";
+        resync.timeoutSeconds = 60;
+        resync.counterBefore = 3; // links made before the request
+        final AtomicLong clock = new AtomicLong();
+        final List<JsonNode> statuses = new ArrayList<>();
+        statuses.add(resyncStatus(3, "connecting", 0, 0));
+        statuses.add(resyncStatus(4, "syncing", 0, 100L << 20));
+        statuses.add(resyncStatus(4, "syncing", 10L << 20, 100L << 20));
+        statuses.add(resyncStatus(5, "syncing", 0, 100L << 20)); // link cut: the compare starts over
+        statuses.add(resyncStatus(5, "syncing", 20L << 20, 100L << 20));
+        statuses.add(resyncStatus(5, "syncing", 40L << 20, 100L << 20));
+        final ObjectMapper json = new ObjectMapper();
+        final JsonNode done = json.createObjectNode().put("name", "vm1").put("connects", 5).put("replication", "streaming")
+            .put("disk", "up-to-date").put("dirtyBytes", 0).put("syncBytesSent", 3L << 20);
+        statuses.add(done);
+        final Captured run = follow(resync, statuses, clock, false, 1);
+
+        assertThat(run.code).isZero();
+        assertThat(run.out).contains("vm1: resync done: 3.0 MiB sent; the standby is up to date");
+        assertThat(run.err.lines()).containsExactly(
+            "waiting for vm1 to reconnect (replication connecting)",
+            "resync vm1: syncing, 0% of 100.0 MiB compared (0 B)",
+            "resync vm1: syncing, 10% of 100.0 MiB compared (10.0 MiB), 10.0 MiB/s, ETA 9s",
+            "resync vm1: syncing, 0% of 100.0 MiB compared (0 B)",
+            "resync vm1: syncing, 20% of 100.0 MiB compared (20.0 MiB), 20.0 MiB/s, ETA 4s",
+            "resync vm1: syncing, 40% of 100.0 MiB compared (40.0 MiB), 20.0 MiB/s, ETA 3s");
+
+        resync.timeoutSeconds = 0;
+        final Captured late = follow(resync, List.of(resyncStatus(5, "syncing", 0, 1)), clock, false, 1);
+        assertThat(late.code).isEqualTo(1);
+        assertThat(late.err).contains("doppel: resync of vm1 did not finish within 0 s; it goes on in the daemon");
+    }
+
+    @Test
+    void onATerminalTheBarIsRedrawnInPlaceAndClearedBeforeTheResult() throws Exception
+    {
+        final VerbCommands.Verify verify = new VerbCommands.Verify();
+        verify.volume = "vm1";
+        verify.timeoutSeconds = 60;
+        final List<JsonNode> statuses = List.of(
+            volume("syncing", verifyStatus(0, "none", 0, 0)),
+            volume("streaming", verifyStatus(1, "running", 0, 64L << 20)),
+            volume("streaming", verifyStatus(1, "running", 32L << 20, 64L << 20)),
+            volume("streaming", verifyStatus(1, "done", 64L << 20, 64L << 20)));
+        final Captured run = follow(verify, statuses, new AtomicLong(), true, 5);
+
+        assertThat(run.code).isZero();
+        assertThat(run.out).contains("verify done");
+        assertThat(run.err).doesNotContain("\n").startsWith("\rwaiting for vm1 to stream (replication syncing)\033[K")
+            .contains("\rverify vm1 [                    ]   0% 0 B/64.0 MiB --/s ETA --\033[K")
+            .contains("\rverify vm1 [##########          ]  50% 32.0 MiB/64.0 MiB 32.0 MiB/s ETA 1s\033[K")
+            .endsWith("\r\033[K");
+
+        final ByteArrayOutputStream narrow = new ByteArrayOutputStream();
+        final Progress p = new Progress(new PrintStream(narrow, true, StandardCharsets.UTF_8), true, 5, () -> 0, 40);
+        p.update("", "resync a-volume-with-a-long-name", "syncing", 1, 2);
+        assertThat(narrow.toString(StandardCharsets.UTF_8)).as("cut to the terminal's width")
+            .isEqualTo("\rresync a-volume-with-a-long-name [#####\033[K");
+    }
+
+    private record Captured(int code, String out, String err)
+    {
+    }
+
+    /** Runs the verb's wait loop over {@code statuses}, one per poll, the clock 1 s further at each. */
+    private static Captured follow(final VerbCommands.WaitingVerb verb, final List<JsonNode> statuses, final AtomicLong clock,
+        final boolean terminal, final double interval) throws InterruptedException
+    {
+        final ByteArrayOutputStream err = new ByteArrayOutputStream();
+        final ByteArrayOutputStream out = new ByteArrayOutputStream();
+        final PrintStream errStream = new PrintStream(err, true, StandardCharsets.UTF_8);
+        final Progress progress = new Progress(errStream, terminal, interval, clock::get, 100);
+        final java.util.Iterator<JsonNode> next = statuses.iterator();
+        final PrintStream oldOut = System.out;
+        final PrintStream oldErr = System.err;
+        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+        System.setErr(errStream);
+        try
+        {
+            final int code = verb.follow(() ->
+            {
+                clock.addAndGet(1_000_000_000L);
+                return next.hasNext() ? next.next() : statuses.get(statuses.size() - 1);
+            }, progress, 0);
+            return new Captured(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+        }
+        finally
+        {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+        }
+    }
+
+    private static JsonNode verifyStatus(final long runs, final String state, final long verified, final long total)
+    {
+        return new ObjectMapper().createObjectNode().put("runs", runs).put("state", state).put("totalBytes", total)
+            .put("verifiedBytes", verified).put("differingBlocks", 0)
+            .put("repairedBlocks", 0).put("skippedBlocks", 0);
+    }
+
+    private static JsonNode volume(final String replication, final JsonNode verify)
+    {
+        final com.fasterxml.jackson.databind.node.ObjectNode v = new ObjectMapper().createObjectNode()
+            .put("name", "vm1").put("replication", replication);
+        v.set("verify", verify);
+        return v;
+    }
+
+    private static JsonNode resyncStatus(final long connects, final String replication, final long synced, final long total)
+    {
+        return new ObjectMapper().createObjectNode().put("name", "vm1").put("connects", connects)
+            .put("replication", replication).put("disk", "syncing").put("dirtyBytes", 1)
+            .put("syncedBytes", synced).put("syncTotalBytes", total);
     }
 
     private static void await(final BooleanSupplier condition, final int seconds) throws InterruptedException
