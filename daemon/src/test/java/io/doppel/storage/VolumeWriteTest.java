@@ -12,7 +12,7 @@ import java.util.SplittableRandom;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Writes from direct buffers go through pwrite and heap buffers through the mapping: both land in the
+ * Long writes from direct buffers go through pwrite, the others through the mapping: both land in the
  * file at the right offset, across a window boundary, and read back through the mapping at once.
  */
 class VolumeWriteTest
@@ -33,7 +33,7 @@ class VolumeWriteTest
             assertThat(v.writesThroughPwrite()).as("libc's pwrite bound through JNA").isTrue();
             for (int i = 0; i < 200; i++)
             {
-                final int length = 1 + random.nextInt(300_000);
+                final int length = 1 + random.nextInt(300_000); // both sides of PWRITE_MIN_BYTES
                 final long offset = random.nextLong(expected.length - length + 1);
                 final byte[] data = new byte[length];
                 random.nextBytes(data);
