@@ -16,7 +16,7 @@ cleanup() { for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null 
 trap cleanup EXIT
 for t in java curl jq fio nbdcopy; do command -v "$t" >/dev/null || { echo "bench: $t is required (apt-get install fio libnbd-bin)" >&2; exit 2; }; done
 have_nbdkit=1; command -v nbdkit >/dev/null || { have_nbdkit=0; echo "bench: nbdkit NOT INSTALLED: its rows are skipped" >&2; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$here/bench/scripts/lib.sh"
 size=$((1 << 30))
 java -jar "$jar" make-image "$work/source.img" --size "$copy" --seed 5 >/dev/null
 
@@ -79,7 +79,8 @@ wait_synced() { [ -z "$ADMIN" ] && return 0
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); fio $(fio --version); nbdkit $(nbdkit --version 2>/dev/null | head -1 || echo missing)"
 echo "fio: 4k randwrite over 256 MiB, ${secs}s per run; nbdcopy: $copy mixed image (zeros, text-like, random); loopback"
-printf '| target | QD1 IOPS | QD1 p50 us | QD1 p99 us | QD32 IOPS | QD32 p50 us | QD32 p99 us | nbdcopy s | nbdcopy MiB/s |\n|---|---|---|---|---|---|---|---|---|\n'
+echo "lag: doppel_replication_write_lag_seconds (a write on the primary to the standby holding it) over the QD32 run; bucket upper bounds"
+printf '| target | QD1 IOPS | QD1 p50 us | QD1 p99 us | QD32 IOPS | QD32 p50 us | QD32 p99 us | QD32 lag p50 ms | QD32 lag p99 ms | nbdcopy s | nbdcopy MiB/s |\n|---|---|---|---|---|---|---|---|---|---|---|\n'
 targets=(doppel-async doppel-sync); [ $have_nbdkit = 1 ] && targets=(nbdkit-file "${targets[@]}")
 for target in "${targets[@]}"; do
   case $target in
@@ -88,8 +89,12 @@ for target in "${targets[@]}"; do
     doppel-sync) start_doppel sync ;;
   esac
   read -r i1 a1 b1 < <(fio_run "$URI" 1); wait_synced
+  [ -n "$ADMIN" ] && metrics_snapshot "$ADMIN" "$work/m0"
   read -r i32 a32 b32 < <(fio_run "$URI" 32); wait_synced
+  l50=-; l99=-
+  if [ -n "$ADMIN" ]; then metrics_snapshot "$ADMIN" "$work/m1"
+    read -r l50 l99 _ < <(histogram_quantiles "$work/m0" "$work/m1" doppel_replication_write_lag_seconds); fi
   read -r cs cm < <(copy_run "$URI"); wait_synced
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$i1" "$a1" "$b1" "$i32" "$a32" "$b32" "$cs" "$cm"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$target" "$i1" "$a1" "$b1" "$i32" "$a32" "$b32" "$l50" "$l99" "$cs" "$cm"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
 done

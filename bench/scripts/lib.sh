@@ -40,3 +40,33 @@ volume_in_sync() {
 volume_field() {
   curl -sf "http://127.0.0.1:$1/status" | jq -r --arg v "$2" --arg f "$3" '.volumes[] | select(.name == $v) | .[$f]'
 }
+
+# metrics_snapshot ADMIN FILE: save the Prometheus text of a daemon's /metrics
+metrics_snapshot() { curl -sf "http://127.0.0.1:$1/metrics" > "$2"; }
+
+# histogram_quantiles BEFORE AFTER METRIC: "p50 p99" in ms of a Prometheus histogram over the interval
+# between two snapshots (bucket counts subtracted; a quantile is its bucket's upper bound, so it is an
+# upper estimate at the buckets' resolution)
+histogram_quantiles() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+def buckets(path, name):
+    out = {}
+    for line in open(path):
+        m = re.match(name + r'_bucket\{.*le="([^"]+)".*\} ([0-9.eE+-]+)$', line.strip())
+        if m:
+            le = float('inf') if m.group(1) == '+Inf' else float(m.group(1))
+            out[le] = out.get(le, 0) + float(m.group(2))
+    return out
+b0, b1 = buckets(sys.argv[1], sys.argv[3]), buckets(sys.argv[2], sys.argv[3])
+les = sorted(b1)
+counts = [b1[le] - b0.get(le, 0) for le in les]
+total = counts[-1] if counts else 0
+def q(p):
+    for le, c in zip(les, counts):
+        if total and c >= p * total:
+            return 'inf' if le == float('inf') else '%.1f' % (le * 1000)
+    return 'n/a'
+print(q(0.50), q(0.99), int(total))
+PY
+}
