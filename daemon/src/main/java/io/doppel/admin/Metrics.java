@@ -1,6 +1,7 @@
 package io.doppel.admin;
 
 import io.doppel.nbd.NbdExport;
+import io.doppel.net.ConnectionGate;
 import io.doppel.replication.LatencyRecorder;
 import io.doppel.replication.VolumeState;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -14,6 +15,7 @@ import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.function.ToDoubleFunction;
 
 /**
@@ -39,6 +41,33 @@ public final class Metrics
     {
         this.node = node;
         volumes.forEach(this::add);
+    }
+
+    /**
+     * Registers the node's limit meters: connections open and refused per listener, NBD requests refused for
+     * their size, and how often a standby link stopped reading because its read-ahead was full.
+     */
+    public void addLimits(final List<ConnectionGate> gates, final LongAdder oversizedNbdRequests,
+        final LongAdder readAheadStalls)
+    {
+        for (final ConnectionGate g : gates)
+        {
+            final Tags tags = Tags.of("node", node, "listener", g.listener());
+            Gauge.builder("doppel.open", g, ConnectionGate::open).description(
+                "Connections open on this kind of listener").baseUnit("connections").tags(tags).register(registry);
+            FunctionCounter.builder("doppel.refused", g, ConnectionGate::refusedOpen).description(
+                "Connections closed unread by [limits]: max-open (nbd-clients, peer-links) or rate (connection-rate)").baseUnit("connections")
+                .tags(tags.and("reason", "max-open")).register(registry);
+            FunctionCounter.builder("doppel.refused", g, ConnectionGate::refusedRate).description(
+                "Connections closed unread by [limits]: max-open (nbd-clients, peer-links) or rate (connection-rate)").baseUnit("connections")
+                .tags(tags.and("reason", "rate")).register(registry);
+        }
+        FunctionCounter.builder("doppel.nbd.oversized", oversizedNbdRequests, LongAdder::sum).description(
+            "NBD requests refused because they exceed [limits].nbd-request").baseUnit("requests")
+            .tags("node", node).register(registry);
+        FunctionCounter.builder("doppel.link.read.ahead.full", readAheadStalls, LongAdder::sum).description(
+            "Times a standby link stopped reading because [limits].peer-in-flight bytes waited to be applied")
+            .baseUnit("events").tags("node", node).register(registry);
     }
 
     /** Registers a volume's meters (at start, and for a volume a live reload added). */

@@ -27,7 +27,9 @@ public final class ConfigLoader
 {
     public static final String DEFAULT_PATH = "/etc/doppel/doppel.toml";
 
-    private static final List<String> TOP_KEYS = List.of("node", "peer", "volume");
+    private static final List<String> TOP_KEYS = List.of("node", "peer", "volume", "limits");
+    private static final List<String> LIMIT_KEYS = List.of("nbd-clients", "peer-links", "connection-rate", "nbd-request",
+        "peer-in-flight");
     private static final List<String> NODE_KEYS = List.of("name", "listen", "admin", "data-dir", "heartbeat-interval",
         "heartbeat-timeout", "log-level");
     private static final List<String> PEER_KEYS = List.of("name", "address");
@@ -108,7 +110,7 @@ public final class ConfigLoader
             }
             volumes.add(volume);
         }
-        return new DoppelConfig(node, List.copyOf(peers), List.copyOf(volumes));
+        return new DoppelConfig(node, List.copyOf(peers), List.copyOf(volumes), readLimits(root.get("limits")));
     }
 
     private NodeConfig readNode(final JsonNode n) throws ConfigException
@@ -132,6 +134,52 @@ public final class ConfigLoader
             address(string(n, "admin", NodeConfig.DEFAULT_ADMIN, "[node]."), "[node].admin"),
             Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node].")),
             interval, timeout, level);
+    }
+
+    private Limits readLimits(final JsonNode t) throws ConfigException
+    {
+        if (t == null)
+        {
+            return Limits.defaults();
+        }
+        if (!t.isObject())
+        {
+            throw fail("limits: expected a table, written [limits]");
+        }
+        checkKeys(t, "[limits].", LIMIT_KEYS);
+        final int nbdClients = count(t, "nbd-clients", Limits.DEFAULT_NBD_CLIENTS, 1, 100_000);
+        final int peerLinks = count(t, "peer-links", Limits.DEFAULT_PEER_LINKS, 1, 100_000);
+        final int rate = count(t, "connection-rate", Limits.DEFAULT_CONNECTION_RATE, 1, 1_000_000);
+        final long request = t.has("nbd-request") ? size(t, "nbd-request", "[limits].")
+            : Units.parseSize(Limits.DEFAULT_NBD_REQUEST);
+        if (request < Limits.MIN_NBD_REQUEST || request > Limits.MAX_NBD_REQUEST || Long.bitCount(request) != 1)
+        {
+            throw fail("[limits].nbd-request=" + t.get("nbd-request") + ": expected a power of two between 64KiB and"
+                + " 32MiB");
+        }
+        final long inFlight = t.has("peer-in-flight") ? size(t, "peer-in-flight", "[limits].")
+            : Units.parseSize(Limits.DEFAULT_PEER_IN_FLIGHT);
+        if (inFlight < Limits.MIN_PEER_IN_FLIGHT || inFlight > Limits.MAX_PEER_IN_FLIGHT)
+        {
+            throw fail("[limits].peer-in-flight=" + t.get("peer-in-flight") + ": expected a size between 2MiB and"
+                + " 1GiB");
+        }
+        return new Limits(nbdClients, peerLinks, rate, (int)request, inFlight);
+    }
+
+    private int count(final JsonNode table, final String key, final int dflt, final int min, final int max)
+        throws ConfigException
+    {
+        final JsonNode n = table.get(key);
+        if (n == null)
+        {
+            return dflt;
+        }
+        if (!n.isIntegralNumber() || n.asLong() < min || n.asLong() > max)
+        {
+            throw fail("[limits]." + key + "=" + n + ": expected a whole number between " + min + " and " + max);
+        }
+        return n.asInt();
     }
 
     private VolumeConfig readVolume(final JsonNode v, final Set<String> peerNames) throws ConfigException

@@ -45,6 +45,11 @@ final class ConfigChanges
         final ConfigChanges c = new ConfigChanges();
         c.compareNode(running.node(), next.node());
         c.comparePeers(running.peers(), next.peers());
+        if (!running.limits().equals(next.limits()))
+        {
+            // Read on each accept and at each connection's start: nothing to do but adopt the new config.
+            c.applied.add("[limits] " + running.limits() + " -> " + next.limits() + " (for new connections)");
+        }
         final Set<String> nextNames = next.volumes().stream().map(VolumeConfig::name).collect(Collectors.toSet());
         for (final String name : live.keySet())
         {

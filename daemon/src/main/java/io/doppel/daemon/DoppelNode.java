@@ -11,7 +11,9 @@ import io.doppel.config.Units;
 import io.doppel.config.VolumeConfig;
 import io.doppel.log.Log;
 import io.doppel.nbd.NbdExport;
+import io.doppel.nbd.NbdLimits;
 import io.doppel.nbd.NbdServer;
+import io.doppel.net.ConnectionGate;
 import io.doppel.net.Transport;
 import io.doppel.replication.AckTracker;
 import io.doppel.replication.PeerServer;
@@ -33,6 +35,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.concurrent.atomic.LongAdder;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
@@ -53,6 +56,11 @@ public final class DoppelNode implements AutoCloseable
     private final Path configFile;
     /** The running config; a live reload replaces it. */
     private volatile DoppelConfig config;
+    /** Bounds on NBD clients and peer links; they read {@link #config}'s [limits], so a reload applies. */
+    private final ConnectionGate nbdGate;
+    private final ConnectionGate peerGate;
+    private final NbdLimits nbdLimits;
+    private final LongAdder readAheadStalls = new LongAdder();
     private final Map<String, PrimaryVolume> primaries = new java.util.concurrent.ConcurrentHashMap<>();
     private final Map<String, StandbyVolume> standbys = new java.util.concurrent.ConcurrentHashMap<>();
     private final List<VolumeState> states = new CopyOnWriteArrayList<>();
@@ -71,6 +79,12 @@ public final class DoppelNode implements AutoCloseable
     private DoppelNode(final DoppelConfig config, final Path configFile)
     {
         this.config = config;
+        final String component = config.node().name() + "/limits";
+        nbdGate = new ConnectionGate("nbd", component, () -> this.config.limits().nbdClients(),
+            () -> this.config.limits().connectionRate());
+        peerGate = new ConnectionGate("peer", component, () -> this.config.limits().peerLinks(),
+            () -> this.config.limits().connectionRate());
+        nbdLimits = new NbdLimits(nbdGate, () -> this.config.limits().nbdRequestBytes(), new LongAdder());
         this.configFile = configFile;
     }
 
@@ -107,7 +121,8 @@ public final class DoppelNode implements AutoCloseable
         transport = Transport.create("doppel-io", 2);
         applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size())),
             new DefaultThreadFactory("doppel-apply", true));
-        peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory());
+        peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory(), peerGate,
+            () -> config.limits().peerInFlightBytes(), readAheadStalls);
         for (final PrimaryVolume p : primaries.values())
         {
             startSender(p);
@@ -115,6 +130,7 @@ public final class DoppelNode implements AutoCloseable
         startFlusher();
         startNbd();
         metrics = new Metrics(name, states);
+        metrics.addLimits(List.of(nbdGate, peerGate), nbdLimits.oversizedRequests(), readAheadStalls);
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
             () -> reloadFromFile().toMap());
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
@@ -304,7 +320,8 @@ public final class DoppelNode implements AutoCloseable
         {
             nbdWorkers = new DefaultEventExecutorGroup(2, new DefaultThreadFactory("doppel-nbd", true));
         }
-        final NbdServer server = NbdServer.bind(config.node().name(), address, exports, transport, nbdWorkers);
+        final NbdServer server = NbdServer.bind(config.node().name(), address, exports, transport, nbdWorkers,
+            nbdLimits);
         nbdServers.add(server);
         return server;
     }

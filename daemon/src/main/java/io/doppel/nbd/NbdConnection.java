@@ -34,6 +34,9 @@ final class NbdConnection extends ByteToMessageDecoder
 
     private final Map<String, NbdExport> exports;
     private final String component;
+    /** The largest request payload ([limits].nbd-request), advertised as the maximum block size. */
+    private final int maxRequest;
+    private final java.util.concurrent.atomic.LongAdder oversized;
     private Phase phase = Phase.CLIENT_FLAGS;
     private boolean noZeroes;
     private boolean structured;
@@ -54,10 +57,13 @@ final class NbdConnection extends ByteToMessageDecoder
         return e == null ? null : e.name();
     }
 
-    NbdConnection(final Map<String, NbdExport> exports, final String component)
+    NbdConnection(final Map<String, NbdExport> exports, final String component, final int maxRequest,
+        final java.util.concurrent.atomic.LongAdder oversized)
     {
         this.exports = exports;
         this.component = component;
+        this.maxRequest = maxRequest;
+        this.oversized = oversized;
     }
 
     @Override
@@ -260,7 +266,7 @@ final class NbdConnection extends ByteToMessageDecoder
         info.writeShort(INFO_EXPORT).writeLong(e.size()).writeShort(transmissionFlags(e));
         optionReply(ctx, option, REP_INFO, info);
         final ByteBuf sizes = ctx.alloc().buffer(14);
-        sizes.writeShort(INFO_BLOCK_SIZE).writeInt(MIN_BLOCK).writeInt(PREFERRED_BLOCK).writeInt(MAX_PAYLOAD);
+        sizes.writeShort(INFO_BLOCK_SIZE).writeInt(MIN_BLOCK).writeInt(PREFERRED_BLOCK).writeInt(maxRequest);
         optionReply(ctx, option, REP_INFO, sizes);
         for (int i = 0; i < requests; i++)
         {
@@ -402,10 +408,11 @@ final class NbdConnection extends ByteToMessageDecoder
         }
         if (type == CMD_WRITE)
         {
-            if (length > MAX_PAYLOAD)
+            if (length > maxRequest)
             {
                 // The payload cannot be skipped safely without buffering it: hang up, as the spec allows.
-                close(ctx, "write of " + length + " bytes exceeds the maximum " + MAX_PAYLOAD);
+                oversized.increment();
+                close(ctx, "write of " + length + " bytes exceeds the maximum " + maxRequest + " ([limits].nbd-request)");
                 return true;
             }
             if (in.readableBytes() < REQUEST_HEADER_BYTES + length)
@@ -459,9 +466,11 @@ final class NbdConnection extends ByteToMessageDecoder
                 + " is past the end of the export (" + export.size() + " bytes)");
             return;
         }
-        if (length > MAX_PAYLOAD && (type == CMD_READ))
+        if (length > maxRequest && (type == CMD_READ))
         {
-            error(ctx, cookie, type, EOVERFLOW, "read of " + length + " bytes exceeds the maximum " + MAX_PAYLOAD);
+            oversized.increment();
+            error(ctx, cookie, type, EOVERFLOW, "read of " + length + " bytes exceeds the maximum " + maxRequest
+                + " ([limits].nbd-request)");
             return;
         }
         final boolean writes = type == CMD_WRITE || type == CMD_TRIM || type == CMD_WRITE_ZEROES;

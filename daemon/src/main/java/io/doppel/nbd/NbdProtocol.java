@@ -91,7 +91,6 @@ final class NbdProtocol
     /** Advertised and enforced: byte-granular requests work (libnbd tools need a minimum of 1). */
     static final int MIN_BLOCK = 1;
     static final int PREFERRED_BLOCK = 4096;
-    static final int MAX_PAYLOAD = 32 << 20;
     /** Most bytes one BLOCK_STATUS reply describes (each costs a zero scan of the range). */
     static final long MAX_STATUS_BYTES = 64L << 20;
     /** Longest option we accept during the handshake. */

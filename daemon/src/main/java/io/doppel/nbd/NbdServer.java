@@ -94,7 +94,7 @@ public final class NbdServer implements AutoCloseable
      * {@code workers}, never on the I/O loop.
      */
     public static NbdServer bind(final String nodeName, final String address, final Map<String, NbdExport> exports,
-        final Transport transport, final EventExecutorGroup workers) throws IOException
+        final Transport transport, final EventExecutorGroup workers, final NbdLimits limits) throws IOException
     {
         final String component = nodeName + "/nbd";
         final Map<String, NbdExport> live = new java.util.concurrent.ConcurrentHashMap<>(exports);
@@ -108,7 +108,9 @@ public final class NbdServer implements AutoCloseable
                 protected void initChannel(final Channel ch)
                 {
                     clients.add(ch);
-                    ch.pipeline().addLast(workers, "nbd", new NbdConnection(live, component));
+                    ch.pipeline().addLast("gate", limits.gate());
+                    ch.pipeline().addLast(workers, "nbd", new NbdConnection(live, component,
+                        limits.maxRequestBytes().getAsInt(), limits.oversizedRequests()));
                 }
             });
         final SocketAddress bindAddress;

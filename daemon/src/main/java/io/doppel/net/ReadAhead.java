@@ -21,9 +21,18 @@ public final class ReadAhead extends ChannelInboundHandlerAdapter
     private volatile boolean stalled;
     private volatile ChannelHandlerContext ctx;
 
+    /** Times reading stopped at the limit, shared by a listener's links (null: not counted). */
+    private final java.util.concurrent.atomic.LongAdder stalls;
+
     public ReadAhead(final long limit)
     {
+        this(limit, null);
+    }
+
+    public ReadAhead(final long limit, final java.util.concurrent.atomic.LongAdder stalls)
+    {
         this.limit = limit;
+        this.stalls = stalls;
     }
 
     @Override
@@ -59,6 +68,10 @@ public final class ReadAhead extends ChannelInboundHandlerAdapter
             return;
         }
         stalled = true;
+        if (stalls != null)
+        {
+            stalls.increment();
+        }
         // The consumer may have caught up between the check and the flag: look again (it looks at the flag
         // after its own update, so one of the two sees the other).
         resume();

@@ -2,6 +2,7 @@ package io.doppel.replication;
 
 import io.doppel.config.NodeConfig;
 import io.doppel.log.Log;
+import io.doppel.net.ConnectionGate;
 import io.doppel.net.FrameDecoder;
 import io.doppel.net.Heartbeat;
 import io.doppel.net.ReadAhead;
@@ -16,13 +17,12 @@ import io.netty.util.concurrent.EventExecutorGroup;
 
 import java.io.IOException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.function.LongSupplier;
 
 /** Accepts peer links on {@code [node].listen}; each link names, in its handshake, the volume it feeds. */
 public final class PeerServer implements AutoCloseable
 {
-    /** Frames a standby link reads ahead of its apply thread (bounded memory, overlapping work). */
-    static final long READ_AHEAD_BYTES = 8L << 20;
-
     private final Channel serverChannel;
 
     private PeerServer(final Channel serverChannel)
@@ -31,7 +31,8 @@ public final class PeerServer implements AutoCloseable
     }
 
     public static PeerServer bind(final NodeConfig node, final Transport transport, final EventExecutorGroup applyGroup,
-        final LinkTargets volumes) throws IOException
+        final LinkTargets volumes, final ConnectionGate gate, final LongSupplier readAheadBytes,
+        final LongAdder readAheadStalls) throws IOException
     {
         final ServerBootstrap b = new ServerBootstrap()
             .group(transport.group())
@@ -44,11 +45,12 @@ public final class PeerServer implements AutoCloseable
                 @Override
                 protected void initChannel(final Channel ch)
                 {
+                    ch.pipeline().addLast("gate", gate);
                     ch.pipeline().addLast(
                         new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
                         new Heartbeat(node.heartbeatIntervalMillis()),
                         new FrameDecoder());
-                    final ReadAhead readAhead = new ReadAhead(READ_AHEAD_BYTES);
+                    final ReadAhead readAhead = new ReadAhead(readAheadBytes.getAsLong(), readAheadStalls);
                     ch.pipeline().addLast(readAhead);
                     ch.pipeline().addLast(applyGroup, "apply",
                         new StandbyLinkHandler(node.name(), volumes, node.heartbeatTimeoutMillis(), readAhead));

@@ -38,6 +38,9 @@ public final class TestCluster
     /** vm1's {@code after-split-brain} policy (null: the default). */
     public String afterSplitBrain;
 
+    /** Raw TOML appended to alpha's file (whole tables, such as [limits]). */
+    public String alphaExtra = "";
+
     public TestCluster(final Path dir, final long size) throws IOException
     {
         this.dir = dir;
@@ -92,7 +95,8 @@ public final class TestCluster
             "replication-log-size = \"" + logSize + "\"",
             ack == null ? "" : "ack = \"" + ack + "\"",
             afterSplitBrain == null ? "" : "after-split-brain = \"" + afterSplitBrain + "\"",
-            nbd == null ? "" : "nbd = \"" + nbd + "\"\n");
+            nbd == null ? "" : "nbd = \"" + nbd + "\"\n",
+            node.equals("alpha") ? alphaExtra : "");
         final Path file = dir.resolve(node + ".toml");
         Files.writeString(file, toml);
         return file;
