@@ -2,6 +2,7 @@ package io.doppel.nbd;
 
 import io.doppel.config.ConfigException;
 import io.doppel.config.ConfigLoader;
+import io.doppel.config.Limits;
 import io.doppel.nbd.NbdTestSupport.NodePair;
 import io.doppel.replication.TestCluster;
 import io.doppel.tools.MixedImage;
@@ -135,6 +136,14 @@ class LimitsTest
             .hasMessageContaining("[limits].peer-in-flight=\"1MiB\": expected a size between 2MiB and 1GiB");
         assertThatThrownBy(() -> load("max-clients = 3")).isInstanceOf(ConfigException.class)
             .hasMessageContaining("[limits].max-clients: unknown key");
+    }
+
+    @Test
+    void theSampleConfigStatesTheDefaults() throws Exception
+    {
+        final Path sample = Path.of("..", "systemd", "doppel.toml");
+        assertThat(ConfigLoader.load(sample).limits()).as("[limits] in " + sample).isEqualTo(Limits.defaults());
+        assertThat(ConfigLoader.parse("[node]\nname = \"a\"\n", "test.toml").limits()).isEqualTo(Limits.defaults());
     }
 
     private static void load(final String limitsLine) throws ConfigException
