@@ -124,7 +124,9 @@ public final class ReplicationLog
             final ByteBuf record = logging ? alloc.directBuffer(length, length) : null;
             if (record != null)
             {
-                record.writeBytes(src.duplicate());
+                final int position = src.position(); // no duplicate per write: put the position back instead
+                record.writeBytes(src);
+                src.position(position);
             }
             beforeWrite(offset, length);
             boolean written = false;

@@ -987,7 +987,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     /** Sends one logged write, split at the payload limit; zero writes travel as ZERO frames. */
     private void shipRecord(final long offset, final ByteBuf record) throws LinkDownException
     {
-        final ByteBuffer data = record.nioBuffer();
+        // The record's own NIO view (no allocation per record), little-endian like the volume's windows so
+        // XXH3 reads its words without swapping bytes.
+        final ByteBuffer data = (record.nioBufferCount() == 1
+            ? record.internalNioBuffer(record.readerIndex(), record.readableBytes())
+            : record.nioBuffer()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         final int base = data.position();
         final int length = data.remaining();
         int done = 0;
