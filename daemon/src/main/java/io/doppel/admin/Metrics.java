@@ -91,6 +91,8 @@ public final class Metrics
             VolumeState::logOverflows);
         counter(v, tags, "doppel.acks.degraded", "replies",
             "NBD replies given without the standby's answer (link down, overflow, no peer)", VolumeState::degradedAcks);
+        counter(v, tags, "doppel.disk.errors", "errors",
+            "Writes and flushes of this node's image that failed (disk full, I/O error)", VolumeState::diskErrors);
         counter(v, tags, "doppel.link.connects", "connections", "Peer links established (connection state changes)",
             VolumeState::connects);
         counter(v, tags, "doppel.link.disconnects", "connections",

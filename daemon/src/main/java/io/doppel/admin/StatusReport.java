@@ -53,6 +53,7 @@ public final class StatusReport
             m.put("ackedSeq", v.ackedSeq());
             m.put("logOverflows", v.logOverflows());
             m.put("degradedAcks", v.degradedAcks());
+            m.put("diskErrors", v.diskErrors());
             m.put("connects", v.connects());
             final Map<String, Object> verify = new LinkedHashMap<>();
             verify.put("state", v.verifyState());

@@ -22,6 +22,7 @@ import io.doppel.replication.ReplicationLog;
 import io.doppel.replication.ReplicationSender;
 import io.doppel.replication.StandbyVolume;
 import io.doppel.replication.VolumeState;
+import io.doppel.storage.DiskWriteException;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 import io.netty.buffer.PooledByteBufAllocator;
@@ -342,6 +343,10 @@ public final class DoppelNode implements AutoCloseable
                 {
                     s.volume().flush();
                 }
+                catch (final DiskWriteException e)
+                {
+                    s.diskFault(config.node().name(), e);
+                }
                 catch (final RuntimeException | InternalError e)
                 {
                     Log.error(config.node().name() + "/" + s.name(), "background flush failed: " + e);
@@ -358,6 +363,11 @@ public final class DoppelNode implements AutoCloseable
                     {
                         p.flushVolume();
                     }
+                }
+                catch (final DiskWriteException e)
+                {
+                    p.diskFault(e);
+                    Log.error(config.node().name() + "/" + p.name(), "background flush failed: " + e.getMessage());
                 }
                 catch (final RuntimeException | InternalError e)
                 {

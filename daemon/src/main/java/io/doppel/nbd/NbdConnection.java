@@ -1,6 +1,7 @@
 package io.doppel.nbd;
 
 import io.doppel.log.Log;
+import io.doppel.storage.DiskWriteException;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
@@ -428,10 +429,16 @@ final class NbdConnection extends ByteToMessageDecoder
         }
         catch (final RuntimeException | InternalError e)
         {
-            // A failed mapped write (disk full, I/O error) or an unexpected fault: EIO, connection kept.
+            // A failed write or flush (disk full, I/O error) or an unexpected fault: an error reply, the
+            // connection kept. The client is never told a write succeeded that did not.
+            final boolean full = e instanceof DiskWriteException && ((DiskWriteException)e).noSpace();
             Log.error(component, "export " + export.name() + ": " + commandName(type) + " at " + offset + "+" + length
-                + " failed: " + e);
-            error(ctx, cookie, type, EIO, commandName(type) + " failed: " + e.getMessage());
+                + " failed: " + (e instanceof DiskWriteException ? e.getMessage() : e.toString()));
+            if (e instanceof DiskWriteException)
+            {
+                export.diskFault((DiskWriteException)e);
+            }
+            error(ctx, cookie, type, full ? ENOSPC : EIO, commandName(type) + " failed: " + e.getMessage());
         }
         return true;
     }

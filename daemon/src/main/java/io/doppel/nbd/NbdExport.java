@@ -43,4 +43,9 @@ public interface NbdExport
     default void served(final int command, final long nanos)
     {
     }
+
+    /** A write or flush of the export's image failed (already answered with an error): for status and metrics. */
+    default void diskFault(final io.doppel.storage.DiskWriteException e)
+    {
+    }
 }

@@ -2,6 +2,7 @@ package io.doppel.replication;
 
 import io.doppel.config.VolumeConfig;
 import io.doppel.nbd.NbdExport;
+import io.doppel.storage.DiskWriteException;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 
@@ -193,6 +194,12 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     public void served(final int command, final long nanos)
     {
         state.served(command, nanos);
+    }
+
+    @Override
+    public void diskFault(final DiskWriteException e)
+    {
+        state.diskError(e.getMessage());
     }
 
     /** Forces written data and the dirty bitmap to local stable storage. */

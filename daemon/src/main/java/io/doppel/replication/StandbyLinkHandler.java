@@ -8,6 +8,7 @@ import io.doppel.net.ReadAhead;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockApplier;
 import io.doppel.pipeline.BlockHash;
+import io.doppel.storage.DiskWriteException;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
 import io.netty.buffer.ByteBuf;
@@ -97,6 +98,12 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                 }
                 applyFrame(ctx, frame, type, wireBytes);
             }
+        }
+        catch (final DiskWriteException e)
+        {
+            failed = true; // no ACK for this read: the frames applied before it wait for the next sync too
+            standby.diskFault(nodeName, e);
+            ctx.close();
         }
         catch (final RuntimeException e)
         {

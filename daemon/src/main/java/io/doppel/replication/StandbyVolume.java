@@ -3,6 +3,7 @@ package io.doppel.replication;
 import io.doppel.config.VolumeConfig;
 import java.nio.file.Path;
 import io.doppel.storage.DirtyMap;
+import io.doppel.storage.DiskWriteException;
 import java.time.format.DateTimeFormatter;
 import java.time.ZoneOffset;
 import java.time.Instant;
@@ -288,6 +289,38 @@ public final class StandbyVolume implements AutoCloseable, NbdExport
             case CONSISTENT: return VolumeState.Disk.OUTDATED; // consistent, but the primary may have moved on
             case INCONSISTENT: return VolumeState.Disk.INCONSISTENT;
             default: return VolumeState.Disk.UNKNOWN;
+        }
+    }
+
+    /**
+     * Writing or flushing the image failed: the copy is marked inconsistent (durably, in the metadata, which
+     * lives in the data directory) and the link feeding it is closed, so nothing more is acknowledged. The
+     * primary keeps every unacknowledged block dirty and sends it again when it reconnects, which fails the
+     * same way until the fault is cleared. After a failed flush, blocks acknowledged earlier may be lost
+     * too: the copy is put in doubt, so the next sync compares the whole volume.
+     */
+    public synchronized void diskFault(final String nodeName, final DiskWriteException e)
+    {
+        state.diskError(e.getMessage());
+        state.disk(VolumeState.Disk.INCONSISTENT);
+        Log.error(nodeName + "/" + name(), "cannot " + (e.flush() ? "flush" : "write") + " this copy: " + e.getMessage()
+            + "; copy marked inconsistent, nothing more is acknowledged until a sync completes");
+        try
+        {
+            metadata.copyState(metadata.currentGen(), MetadataFile.Disk.INCONSISTENT);
+            if (e.flush())
+            {
+                metadata.doubtCopy();
+            }
+        }
+        catch (final RuntimeException | InternalError m)
+        {
+            Log.error(nodeName + "/" + name(), "cannot record the fault in the metadata either: " + m.getMessage());
+        }
+        final Channel ch = link.get();
+        if (ch != null)
+        {
+            ch.close();
         }
     }
 

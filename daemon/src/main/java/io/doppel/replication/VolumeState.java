@@ -79,6 +79,8 @@ public final class VolumeState
     final AtomicLong disconnects = new AtomicLong();
     /** Times the sender waited for the link to drain (the peer or the network could not keep up). */
     final AtomicLong linkStalls = new AtomicLong();
+    /** Writes and flushes of this node's image that failed (disk full, I/O error). */
+    final AtomicLong diskErrors = new AtomicLong();
 
     public VolumeState(final VolumeConfig config, final long size)
     {
@@ -145,6 +147,18 @@ public final class VolumeState
     }
 
     /** Times sending waited because the link was above its high watermark (back-pressure). */
+    public long diskErrors()
+    {
+        return diskErrors.get();
+    }
+
+    /** A write or flush of this node's image failed: counted, and the message kept as the last error. */
+    public void diskError(final String message)
+    {
+        diskErrors.incrementAndGet();
+        lastError = message;
+    }
+
     public long linkStalls()
     {
         return linkStalls.get();

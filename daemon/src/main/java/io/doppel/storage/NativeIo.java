@@ -22,6 +22,10 @@ public final class NativeIo
     static final int O_CLOEXEC = 0x80000;
     static final int FALLOC_FL_KEEP_SIZE = 0x01;
     static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    static final int SEEK_DATA = 3;
+    static final int SEEK_HOLE = 4;
+    /** Extents walked at most by {@link #allocatedBytes}: it only decorates an error message. */
+    private static final int MAX_EXTENTS = 1 << 20;
 
     private interface LibC extends Library
     {
@@ -32,6 +36,10 @@ public final class NativeIo
         int ioctl(int fd, long request, LongByReference value) throws LastErrorException;
 
         int fallocate(int fd, int mode, long offset, long length) throws LastErrorException;
+
+        long lseek(int fd, long offset, int whence) throws LastErrorException;
+
+        int getpagesize();
     }
 
     private static final LibC LIBC = load();
@@ -78,6 +86,25 @@ public final class NativeIo
         }
 
         static native long pwrite(int fd, long buf, long count, long offset) throws LastErrorException;
+
+        static native int madvise(long addr, long length, int advice) throws LastErrorException;
+    }
+
+    /** {@code MADV_POPULATE_WRITE} (Linux 5.14+): fault pages in writable, an error instead of a SIGBUS. */
+    static final int MADV_POPULATE_WRITE = 23;
+    static final int EINVAL = 22;
+
+    /** The system's page size (4096 when libc cannot say). */
+    static int pageSize()
+    {
+        try
+        {
+            return LIBC == null ? 4096 : LIBC.getpagesize();
+        }
+        catch (final RuntimeException | UnsatisfiedLinkError e)
+        {
+            return 4096;
+        }
     }
 
     /** Opens {@code path} read-write for pwrite (close-on-exec); -1 when libc is not bound. */
@@ -151,6 +178,49 @@ public final class NativeIo
         catch (final LastErrorException e)
         {
             return false;
+        }
+        finally
+        {
+            closeQuietly(fd);
+        }
+    }
+
+    /**
+     * Bytes of {@code file} that hold data (SEEK_DATA/SEEK_HOLE), for telling an operator how much more
+     * room a sparse image needs. The file's length when the file system does not say; -1 when unknown.
+     */
+    public static long allocatedBytes(final Path file)
+    {
+        if (LIBC == null)
+        {
+            return -1;
+        }
+        int fd = -1;
+        try
+        {
+            fd = LIBC.open(file.toString(), O_RDONLY | O_CLOEXEC);
+            long total = 0;
+            long at = 0;
+            for (int i = 0; i < MAX_EXTENTS; i++)
+            {
+                final long data;
+                try
+                {
+                    data = LIBC.lseek(fd, at, SEEK_DATA);
+                }
+                catch (final LastErrorException e)
+                {
+                    return total; // ENXIO: no data after at
+                }
+                final long hole = LIBC.lseek(fd, data, SEEK_HOLE);
+                total += hole - data;
+                at = hole;
+            }
+            return total;
+        }
+        catch (final LastErrorException e)
+        {
+            return -1;
         }
         finally
         {

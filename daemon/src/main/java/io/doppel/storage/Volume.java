@@ -55,7 +55,15 @@ public final class Volume implements Closeable
      */
     static final int PWRITE_MIN_BYTES = 64 << 10;
     private final MappedByteBuffer[] windows;
+    private final long[] windowAddresses;
+    private static final int PAGE_SIZE = NativeIo.pageSize();
+    /** Whether mapped stores are preceded by {@link #populate} (libc bound, Linux 5.14+). */
+    private volatile boolean populate;
+    /** Direct-buffer writes at least this long go through pwrite ({@link #PWRITE_MIN_BYTES}; 0 when stores are unguarded). */
+    private volatile int pwriteMinBytes = PWRITE_MIN_BYTES;
     private final AtomicIntegerArray touched;
+    /** The first failed flush; from then on no flush reports success. Guarded by this. */
+    private DiskWriteException failedFlush;
 
     private Volume(final Path path, final long size, final boolean blockDevice, final long windowBytes,
         final FileChannel channel) throws IOException
@@ -68,6 +76,7 @@ public final class Volume implements Closeable
         this.channel = channel;
         final int count = (int)((size + windowBytes - 1) >>> windowShift);
         this.windows = new MappedByteBuffer[count];
+        this.windowAddresses = new long[count];
         this.touched = new AtomicIntegerArray(Math.max(count, 1));
         for (int i = 0; i < count; i++)
         {
@@ -75,8 +84,10 @@ public final class Volume implements Closeable
             windows[i] = channel.map(FileChannel.MapMode.READ_WRITE, start, Math.min(windowBytes, size - start));
             // Native order on x86/ARM: the hash reads 64-bit words straight, without byte swaps.
             windows[i].order(ByteOrder.LITTLE_ENDIAN);
+            windowAddresses[i] = PlatformDependent.hasUnsafe() ? PlatformDependent.directBufferAddress(windows[i]) : 0;
         }
         this.fd = NativeIo.openForWrite(path); // last: nothing after it can fail and leak it
+        this.populate = fd >= 0 && PlatformDependent.hasUnsafe();
     }
 
     /**
@@ -201,7 +212,7 @@ public final class Volume implements Closeable
     {
         final int length = src.remaining();
         checkRange(offset, length);
-        if (length >= PWRITE_MIN_BYTES && fd >= 0 && src.isDirect() && PlatformDependent.hasUnsafe())
+        if (length >= pwriteMinBytes && fd >= 0 && src.isDirect() && PlatformDependent.hasUnsafe())
         {
             pwrite(offset, PlatformDependent.directBufferAddress(src) + src.position(), length);
             for (long at = offset; at < offset + length; at = ((at >>> windowShift) + 1) << windowShift)
@@ -237,8 +248,7 @@ public final class Volume implements Closeable
                 {
                     continue;
                 }
-                throw new UncheckedIOException("writing " + length + " bytes at offset " + offset + " of " + path
-                    + " failed: " + e.getMessage(), new IOException(e.getMessage(), e));
+                throw DiskWriteException.write(path, size, offset + done, (int)(length - done), e.getErrorCode(), e);
             }
         }
     }
@@ -253,10 +263,58 @@ public final class Volume implements Closeable
             final MappedByteBuffer window = windows[index];
             final int inWindow = (int)(pos & windowMask);
             final int n = Math.min(length - done, window.capacity() - inWindow);
-            window.put(inWindow, src, src.position() + done, n);
+            if (populate)
+            {
+                populate(index, inWindow, n, pos);
+            }
+            try
+            {
+                window.put(inWindow, src, src.position() + done, n);
+            }
+            catch (final InternalError e)
+            {
+                // SIGBUS in the store: the file system could not back the page (full, or an I/O error)
+                throw DiskWriteException.write(path, size, pos, n, 0, e);
+            }
             touch(index);
             done += n;
             pos += n;
+        }
+    }
+
+    /**
+     * Faults the pages of a store in writable before making it (madvise MADV_POPULATE_WRITE): where the
+     * file system cannot back a page (no space, an I/O error) this fails with an error here instead of a
+     * SIGBUS in the store, which the JVM raises asynchronously in compiled code, at some later point of
+     * the writing thread, where no caller can tell which write failed. Costs one system call per store;
+     * the page fault it takes is one the store would have taken.
+     */
+    private void populate(final int index, final int inWindow, final int n, final long pos)
+    {
+        final long address = windowAddresses[index] + inWindow;
+        final long start = address & -(long)PAGE_SIZE;
+        while (true)
+        {
+            try
+            {
+                NativeIo.Direct.madvise(start, address + n - start, NativeIo.MADV_POPULATE_WRITE);
+                return;
+            }
+            catch (final LastErrorException e)
+            {
+                if (e.getErrorCode() == EINTR)
+                {
+                    continue;
+                }
+                if (e.getErrorCode() == NativeIo.EINVAL)
+                {
+                    // A kernel before 5.14: stores stay unguarded, so direct buffers go through pwrite instead.
+                    populate = false;
+                    pwriteMinBytes = 0;
+                    return;
+                }
+                throw DiskWriteException.write(path, size, pos, n, 0, e);
+            }
         }
     }
 
@@ -321,12 +379,27 @@ public final class Volume implements Closeable
      */
     public synchronized void flush()
     {
+        if (failedFlush != null)
+        {
+            throw DiskWriteException.afterFailedFlush(path, failedFlush);
+        }
         for (int i = 0; i < windows.length; i++)
         {
             if (touched.get(i) != 0)
             {
                 touched.set(i, 0);
-                windows[i].force();
+                try
+                {
+                    windows[i].force();
+                }
+                catch (final UncheckedIOException | InternalError e)
+                {
+                    // The kernel reports a writeback error once and may drop the pages: a later flush
+                    // would "succeed" over lost data. Every later flush fails too.
+                    touched.set(i, 1);
+                    failedFlush = DiskWriteException.flush(path, e);
+                    throw failedFlush;
+                }
             }
         }
     }
@@ -343,7 +416,7 @@ public final class Volume implements Closeable
         }
         catch (final IOException e)
         {
-            throw new UncheckedIOException("forcing " + path + " to disk failed: " + e.getMessage(), e);
+            throw DiskWriteException.flush(path, e);
         }
     }
 

@@ -18,8 +18,9 @@ public final class TestCluster
     public final int alphaAdmin;
     public final int betaListen;
     public final int betaAdmin;
-    public final Path alphaImage;
-    public final Path betaImage;
+    /** Where the images live (a test may move one, e.g. onto a small file system). */
+    public Path alphaImage;
+    public Path betaImage;
     String compression = "lz4";
     String blockSize = "4KiB";
     String logSize = "64MiB";
