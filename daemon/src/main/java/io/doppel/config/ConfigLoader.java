@@ -31,7 +31,7 @@ public final class ConfigLoader
     private static final List<String> LIMIT_KEYS = List.of("nbd-clients", "peer-links", "connection-rate", "nbd-request",
         "peer-in-flight");
     private static final List<String> NODE_KEYS = List.of("name", "listen", "admin", "data-dir", "heartbeat-interval",
-        "heartbeat-timeout", "log-level");
+        "heartbeat-timeout", "log-level", "tls-cert", "tls-key", "tls-ca", "nbd-tls");
     private static final List<String> PEER_KEYS = List.of("name", "address");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
         "compression", "replication-log-size", "nbd", "ack", "after-split-brain");
@@ -110,7 +110,31 @@ public final class ConfigLoader
             }
             volumes.add(volume);
         }
-        return new DoppelConfig(node, List.copyOf(peers), List.copyOf(volumes), readLimits(root.get("limits")));
+        return new DoppelConfig(withNbdTls(node, volumes), List.copyOf(peers), List.copyOf(volumes),
+            readLimits(root.get("limits")));
+    }
+
+    /**
+     * nbd-tls defaults to off, but an NBD address off loopback must say what it wants: clients there are
+     * other hosts, and disks in plaintext on a network is a choice to make knowingly.
+     */
+    private NodeConfig withNbdTls(final NodeConfig node, final List<VolumeConfig> volumes) throws ConfigException
+    {
+        if (node.nbdTls() != null)
+        {
+            return node;
+        }
+        for (final VolumeConfig v : volumes)
+        {
+            if (v.nbd() != null && !v.nbd().startsWith("unix:") && !io.doppel.nbd.NbdServer.NbdAddress.isLoopback(v.nbd()))
+            {
+                throw fail("[[volume " + v.name() + "]].nbd=\"" + v.nbd() + "\" is off loopback: set [node].nbd-tls"
+                    + " = \"require\" (with tls-cert, tls-key and tls-ca) so clients must use TLS, or nbd-tls = \"off\""
+                    + " to serve it in plaintext knowingly");
+            }
+        }
+        return new NodeConfig(node.name(), node.listen(), node.admin(), node.dataDir(), node.heartbeatIntervalMillis(),
+            node.heartbeatTimeoutMillis(), node.logLevel(), node.tls(), NbdTlsMode.OFF);
     }
 
     private NodeConfig readNode(final JsonNode n) throws ConfigException
@@ -129,11 +153,81 @@ public final class ConfigLoader
         {
             throw fail("[node].log-level=\"" + level + "\": expected one of " + String.join(" | ", LOG_LEVELS));
         }
+        final TlsConfig tls = readTls(n);
+        final NbdTlsMode nbdTls = n.has("nbd-tls") ? nbdTlsMode(n.get("nbd-tls")) : null;
+        if (nbdTls != null && nbdTls != NbdTlsMode.OFF && (!tls.configured() || tls.ca() == null))
+        {
+            throw fail("[node].nbd-tls=\"" + nbdTls.configName() + "\": needs tls-cert, tls-key and tls-ca in [node]"
+                + " (the server's certificate and key, and the CA that signs NBD clients' certificates)");
+        }
         return new NodeConfig(name,
             address(string(n, "listen", NodeConfig.DEFAULT_LISTEN, "[node]."), "[node].listen"),
             address(string(n, "admin", NodeConfig.DEFAULT_ADMIN, "[node]."), "[node].admin"),
             Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node].")),
-            interval, timeout, level);
+            interval, timeout, level, tls, nbdTls);
+    }
+
+    /** tls-cert and tls-key together (PEM files that exist; the key not readable by others), tls-ca optional. */
+    private TlsConfig readTls(final JsonNode n) throws ConfigException
+    {
+        final Path cert = pemFile(n, "tls-cert");
+        final Path key = pemFile(n, "tls-key");
+        final Path ca = pemFile(n, "tls-ca");
+        if ((cert == null) != (key == null))
+        {
+            throw fail("[node]." + (cert == null ? "tls-key" : "tls-cert") + " is set without [node]."
+                + (cert == null ? "tls-cert" : "tls-key") + ": a certificate and its private key go together");
+        }
+        if (cert == null && ca != null)
+        {
+            throw fail("[node].tls-ca is set without tls-cert and tls-key: this node needs its own certificate too");
+        }
+        if (key != null)
+        {
+            try
+            {
+                final Set<java.nio.file.attribute.PosixFilePermission> perms = Files.getPosixFilePermissions(key);
+                if (perms.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_READ))
+                {
+                    throw fail("[node].tls-key=\"" + key + "\": the private key is readable by every user (mode "
+                        + java.nio.file.attribute.PosixFilePermissions.toString(perms) + "); chmod 600 it (or 640 with"
+                        + " the daemon's group)");
+                }
+            }
+            catch (final UnsupportedOperationException | IOException e)
+            {
+                // not a POSIX file system: nothing to check
+            }
+        }
+        return cert == null ? TlsConfig.NONE : new TlsConfig(cert, key, ca);
+    }
+
+    private Path pemFile(final JsonNode n, final String key) throws ConfigException
+    {
+        if (!n.has(key))
+        {
+            return null;
+        }
+        final Path path = Path.of(text(n.get(key), "[node]." + key));
+        if (!Files.isRegularFile(path) || !Files.isReadable(path))
+        {
+            throw fail("[node]." + key + "=\"" + path + "\": " + (Files.exists(path) ? "not a readable file"
+                : "no such file") + " (expected a PEM file)");
+        }
+        return path;
+    }
+
+    private NbdTlsMode nbdTlsMode(final JsonNode value) throws ConfigException
+    {
+        final String text = text(value, "[node].nbd-tls");
+        for (final NbdTlsMode m : NbdTlsMode.values())
+        {
+            if (m.configName().equalsIgnoreCase(text))
+            {
+                return m;
+            }
+        }
+        throw fail("[node].nbd-tls=\"" + text + "\": expected off | on | require");
     }
 
     private Limits readLimits(final JsonNode t) throws ConfigException

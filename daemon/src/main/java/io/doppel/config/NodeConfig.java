@@ -5,8 +5,16 @@ import java.nio.file.Path;
 
 /** The {@code [node]} table: this daemon's identity and its listening addresses. */
 public record NodeConfig(String name, InetSocketAddress listen, InetSocketAddress admin, Path dataDir,
-    long heartbeatIntervalMillis, long heartbeatTimeoutMillis, String logLevel)
+    long heartbeatIntervalMillis, long heartbeatTimeoutMillis, String logLevel, TlsConfig tls, NbdTlsMode nbdTls)
 {
+    /** Without TLS material, NBD in plaintext. */
+    public NodeConfig(final String name, final InetSocketAddress listen, final InetSocketAddress admin,
+        final Path dataDir, final long heartbeatIntervalMillis, final long heartbeatTimeoutMillis, final String logLevel)
+    {
+        this(name, listen, admin, dataDir, heartbeatIntervalMillis, heartbeatTimeoutMillis, logLevel, TlsConfig.NONE,
+            NbdTlsMode.OFF);
+    }
+
     public static final String DEFAULT_LISTEN = "127.0.0.1:7788";
     public static final String DEFAULT_ADMIN = "127.0.0.1:7790";
     public static final String DEFAULT_DATA_DIR = "/var/lib/doppel";

@@ -90,6 +90,11 @@ final class ConfigChanges
         restartOnly("[node].heartbeat-interval", now.heartbeatIntervalMillis() + "ms",
             next.heartbeatIntervalMillis() + "ms");
         restartOnly("[node].heartbeat-timeout", now.heartbeatTimeoutMillis() + "ms", next.heartbeatTimeoutMillis() + "ms");
+        // TLS material is loaded when the listeners start (a renewed certificate at the same path, too)
+        restartOnly("[node].tls-cert", now.tls().cert(), next.tls().cert());
+        restartOnly("[node].tls-key", now.tls().key(), next.tls().key());
+        restartOnly("[node].tls-ca", now.tls().ca(), next.tls().ca());
+        restartOnly("[node].nbd-tls", now.nbdTls(), next.nbdTls());
         if (!now.logLevel().equals(next.logLevel()))
         {
             logLevel = next.logLevel();

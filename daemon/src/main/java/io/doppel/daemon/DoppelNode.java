@@ -315,14 +315,27 @@ public final class DoppelNode implements AutoCloseable
         return primaries.containsKey(name) ? primaries.get(name) : standbys.get(name);
     }
 
+    /** TLS for NBD clients, loaded with the first NBD server (null: off). */
+    private io.doppel.nbd.NbdTls nbdTls;
+
     private NbdServer bindNbd(final String address, final Map<String, NbdExport> exports) throws IOException
     {
         if (nbdWorkers == null)
         {
             nbdWorkers = new DefaultEventExecutorGroup(2, new DefaultThreadFactory("doppel-nbd", true));
         }
+        if (nbdTls == null && config.node().nbdTls() != null && config.node().nbdTls() != io.doppel.config.NbdTlsMode.OFF)
+        {
+            nbdTls = io.doppel.nbd.NbdTls.create(config.node().nbdTls(), config.node().tls());
+        }
         final NbdServer server = NbdServer.bind(config.node().name(), address, exports, transport, nbdWorkers,
-            nbdLimits);
+            nbdLimits, nbdTls);
+        if (nbdTls != null)
+        {
+            Log.info(config.node().name() + "/nbd", "NBD on " + address + ": TLS " + (nbdTls.required()
+                ? "required" : "offered") + " (NBD_OPT_STARTTLS, client certificates signed by " + config.node().tls().ca()
+                + ")");
+        }
         nbdServers.add(server);
         return server;
     }

@@ -38,6 +38,10 @@ final class NbdConnection extends ByteToMessageDecoder
     /** The largest request payload ([limits].nbd-request), advertised as the maximum block size. */
     private final int maxRequest;
     private final java.util.concurrent.atomic.LongAdder oversized;
+    /** STARTTLS support (null: off). */
+    private final NbdTls tls;
+    /** The client switched to TLS with NBD_OPT_STARTTLS. */
+    private boolean tlsActive;
     private Phase phase = Phase.CLIENT_FLAGS;
     private boolean noZeroes;
     private boolean structured;
@@ -61,6 +65,13 @@ final class NbdConnection extends ByteToMessageDecoder
     NbdConnection(final Map<String, NbdExport> exports, final String component, final int maxRequest,
         final java.util.concurrent.atomic.LongAdder oversized)
     {
+        this(exports, component, maxRequest, oversized, null);
+    }
+
+    NbdConnection(final Map<String, NbdExport> exports, final String component, final int maxRequest,
+        final java.util.concurrent.atomic.LongAdder oversized, final NbdTls tls)
+    {
+        this.tls = tls;
         this.exports = exports;
         this.component = component;
         this.maxRequest = maxRequest;
@@ -172,6 +183,25 @@ final class NbdConnection extends ByteToMessageDecoder
         }
         in.skipBytes(16);
         final ByteBuf data = in.readSlice((int)length);
+        if (option == OPT_STARTTLS)
+        {
+            startTls(ctx, data, in);
+            return true;
+        }
+        if (tls != null && tls.required() && !tlsActive && option != OPT_ABORT)
+        {
+            final String why = "TLS is required on this server ([node].nbd-tls = \"require\"): send NBD_OPT_STARTTLS"
+                + " first (qemu: --object tls-creds-x509,id=tls0,endpoint=client,dir=... and tls-creds=tls0)";
+            if (option == OPT_EXPORT_NAME)
+            {
+                close(ctx, "plaintext NBD_OPT_EXPORT_NAME refused: " + why); // no error reply exists for it
+                return true;
+            }
+            Log.warn(component, "NBD client " + ctx.channel().remoteAddress() + ": option " + option
+                + " in plaintext refused: TLS is required");
+            optionError(ctx, option, REP_ERR_TLS_REQD, why);
+            return true;
+        }
         switch (option)
         {
             case OPT_EXPORT_NAME: exportName(ctx, data); break;
@@ -197,6 +227,52 @@ final class NbdConnection extends ByteToMessageDecoder
                 optionError(ctx, option, REP_ERR_UNSUP, "option " + option + " is not supported by doppel");
         }
         return true;
+    }
+
+    /**
+     * NBD_OPT_STARTTLS: the ACK goes out in plaintext, then a TLS handler goes in front of this one before
+     * anything more is read, and option haggling starts again inside TLS (what was agreed before is forgotten).
+     */
+    private void startTls(final ChannelHandlerContext ctx, final ByteBuf data, final ByteBuf in)
+    {
+        if (tls == null)
+        {
+            optionError(ctx, OPT_STARTTLS, REP_ERR_UNSUP, "TLS is not enabled on this server ([node].nbd-tls)");
+            return;
+        }
+        if (tlsActive || data.isReadable())
+        {
+            optionError(ctx, OPT_STARTTLS, REP_ERR_INVALID, tlsActive ? "TLS is already on"
+                : "NBD_OPT_STARTTLS takes no data");
+            return;
+        }
+        if (in.isReadable())
+        {
+            close(ctx, "data sent after NBD_OPT_STARTTLS before its reply (" + in.readableBytes() + " bytes)");
+            return;
+        }
+        optionReply(ctx, OPT_STARTTLS, REP_ACK, null);
+        writeReplies(ctx);
+        ctx.flush(); // bound to the handlers in front of this one now: the ACK leaves unencrypted
+        final io.netty.handler.ssl.SslHandler handler = tls.newHandler(ctx.alloc());
+        final java.net.SocketAddress client = ctx.channel().remoteAddress();
+        handler.handshakeFuture().addListener(f ->
+        {
+            if (f.isSuccess())
+            {
+                Log.debug(component, "NBD client " + client + ": TLS on (" + handler.engine().getSession().getProtocol()
+                    + ", " + handler.engine().getSession().getCipherSuite() + ")");
+            }
+            else
+            {
+                Log.warn(component, "NBD client " + client + ": TLS handshake failed: " + f.cause().getMessage()
+                    + "; closing (nothing was read or written)");
+            }
+        });
+        ctx.pipeline().addBefore("nbd", "tls", handler);
+        tlsActive = true;
+        structured = false;
+        baseAllocation = false;
     }
 
     private void exportName(final ChannelHandlerContext ctx, final ByteBuf data)

@@ -96,6 +96,14 @@ public final class NbdServer implements AutoCloseable
     public static NbdServer bind(final String nodeName, final String address, final Map<String, NbdExport> exports,
         final Transport transport, final EventExecutorGroup workers, final NbdLimits limits) throws IOException
     {
+        return bind(nodeName, address, exports, transport, workers, limits, null);
+    }
+
+    /** As above, offering or requiring TLS ({@code tls} null: plaintext only). */
+    public static NbdServer bind(final String nodeName, final String address, final Map<String, NbdExport> exports,
+        final Transport transport, final EventExecutorGroup workers, final NbdLimits limits, final NbdTls tls)
+        throws IOException
+    {
         final String component = nodeName + "/nbd";
         final Map<String, NbdExport> live = new java.util.concurrent.ConcurrentHashMap<>(exports);
         final io.netty.channel.group.ChannelGroup clients = new io.netty.channel.group.DefaultChannelGroup(
@@ -110,7 +118,7 @@ public final class NbdServer implements AutoCloseable
                     clients.add(ch);
                     ch.pipeline().addLast("gate", limits.gate());
                     ch.pipeline().addLast(workers, "nbd", new NbdConnection(live, component,
-                        limits.maxRequestBytes().getAsInt(), limits.oversizedRequests()));
+                        limits.maxRequestBytes().getAsInt(), limits.oversizedRequests(), tls));
                 }
             });
         final SocketAddress bindAddress;
@@ -201,6 +209,21 @@ public final class NbdServer implements AutoCloseable
             catch (final IllegalArgumentException e)
             {
                 return e.getMessage();
+            }
+        }
+
+        /** Whether a TCP address binds loopback only (a bare port does). */
+        public static boolean isLoopback(final String address)
+        {
+            final InetSocketAddress a = tcp(address);
+            try
+            {
+                return a.getAddress() != null ? a.getAddress().isLoopbackAddress()
+                    : java.net.InetAddress.getByName(a.getHostString()).isLoopbackAddress();
+            }
+            catch (final java.net.UnknownHostException e)
+            {
+                return false;
             }
         }
 

@@ -374,4 +374,50 @@ class ConfigLoaderTest
         assertThat(Units.formatBytes(4096)).isEqualTo("4.0 KiB");
         assertThat(Units.formatBytes(3L << 29)).isEqualTo("1.5 GiB");
     }
+
+    // ------------------------------------------------------------------ NBD TLS
+
+    @TempDir
+    Path tlsDir;
+
+    private String nodeWithTls(final String extra) throws IOException
+    {
+        final Path cert = Files.writeString(tlsDir.resolve("cert.pem"), "-----BEGIN CERTIFICATE-----\n");
+        final Path key = Files.writeString(tlsDir.resolve("key.pem"), "-----BEGIN PRIVATE KEY-----\n");
+        Files.setPosixFilePermissions(key, java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
+        final Path ca = Files.writeString(tlsDir.resolve("ca.pem"), "-----BEGIN CERTIFICATE-----\n");
+        return NODE + "tls-cert = \"" + cert + "\"\ntls-key = \"" + key + "\"\ntls-ca = \"" + ca + "\"\n" + extra + "\n";
+    }
+
+    @Test
+    void nbdOffLoopbackMustSayWhetherTlsIsRequired() throws Exception
+    {
+        refused(volumeWith(null, "nbd = \"0.0.0.0:10809\""), "[[volume vm1]].nbd=\"0.0.0.0:10809\" is off loopback",
+            "nbd-tls = \"require\"", "nbd-tls = \"off\"");
+        assertThat(parse(volumeWith(null, "nbd = \"10809\"")).node().nbdTls()).isEqualTo(NbdTlsMode.OFF);
+        assertThat(parse(volumeWith(null, "nbd = \"unix:/run/doppel/vm1.sock\"")).node().nbdTls())
+            .isEqualTo(NbdTlsMode.OFF);
+        assertThat(parse(NODE.replace("data-dir", "nbd-tls = \"off\"\ndata-dir") + PEER + VOLUME
+            + "nbd = \"0.0.0.0:10809\"\n").node().nbdTls()).as("plaintext chosen knowingly").isEqualTo(NbdTlsMode.OFF);
+        final DoppelConfig tls = parse(nodeWithTls("nbd-tls = \"require\"") + PEER + VOLUME + "nbd = \"0.0.0.0:10809\"\n");
+        assertThat(tls.node().nbdTls()).isEqualTo(NbdTlsMode.REQUIRE);
+        assertThat(tls.node().tls().cert()).isEqualTo(tlsDir.resolve("cert.pem"));
+    }
+
+    @Test
+    void tlsKeysAreCheckedTogetherAndForTheirFiles() throws Exception
+    {
+        refused(NODE.replace("data-dir", "nbd-tls = \"require\"\ndata-dir") + PEER + VOLUME,
+            "[node].nbd-tls=\"require\": needs tls-cert, tls-key and tls-ca");
+        refused(NODE.replace("data-dir", "nbd-tls = \"maybe\"\ndata-dir") + PEER + VOLUME,
+            "[node].nbd-tls=\"maybe\": expected off | on | require");
+        refused(NODE.replace("data-dir", "tls-cert = \"/nonexistent/cert.pem\"\ndata-dir") + PEER + VOLUME,
+            "[node].tls-cert=\"/nonexistent/cert.pem\": no such file");
+        final String withTls = nodeWithTls("");
+        refused(withTls.replaceAll("tls-key = .*\n", "") + PEER + VOLUME, "[node].tls-cert is set without [node].tls-key");
+        Files.setPosixFilePermissions(tlsDir.resolve("key.pem"),
+            java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
+        refused(withTls + PEER + VOLUME, "[node].tls-key=\"" + tlsDir.resolve("key.pem") + "\"",
+            "readable by every user", "chmod 600");
+    }
 }

@@ -39,6 +39,9 @@ public final class TestCluster
     /** vm1's {@code after-split-brain} policy (null: the default). */
     public String afterSplitBrain;
 
+    /** Raw TOML lines added to alpha's [node] table (such as TLS keys). */
+    public String alphaNodeExtra = "";
+
     /** Raw TOML appended to alpha's file (whole tables, such as [limits]). */
     public String alphaExtra = "";
 
@@ -80,6 +83,7 @@ public final class TestCluster
             "data-dir = \"" + dir.resolve(node) + "\"",
             "heartbeat-interval = \"500ms\"",
             "heartbeat-timeout = \"5s\"",
+            node.equals("alpha") ? alphaNodeExtra : "",
             "",
             "[[peer]]",
             "name = \"" + peer + "\"",
