@@ -157,8 +157,9 @@ final class AdminOptions
         }
         catch (final NoSuchFileException e)
         {
-            throw fail("cannot read the admin token from " + file + " (" + where + "): no such file (the daemon"
-                + " makes it on its first start; is this the daemon's config? " + asRoot() + ")");
+            throw fail("cannot read the admin token from " + file + " (" + where + "): no such file; the daemon"
+                + " makes it on its first start: is the daemon running with this config? Give its config with --config"
+                + " FILE, or the token with --token-file FILE or $" + TOKEN_ENV);
         }
         catch (final IOException e)
         {

@@ -66,8 +66,8 @@ class AdminTokenOptionsTest
         o.tokenFile = dir.resolve("missing.token");
         assertThatThrownBy(o::token).isInstanceOfSatisfying(AdminOptions.Failure.class,
             f -> assertThat(f.code).isEqualTo(DoppelCli.EXIT_NOT_ALLOWED))
-            .hasMessageContaining("cannot read the admin token from " + o.tokenFile + " (--token-file): no such file")
-            .hasMessageContaining("run this as root");
+            .hasMessageContaining("cannot read the admin token from " + o.tokenFile + " (--token-file): no such file;")
+            .hasMessageContaining("is the daemon running with this config?");
         o.tokenFile = write("short.token", "abc\n");
         assertThatThrownBy(o::token).hasMessageContaining("the admin token in " + o.tokenFile + " (--token-file) is"
             + " unusable: the token is 3 characters; expected at least 32");
