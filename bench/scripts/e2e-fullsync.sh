@@ -76,9 +76,9 @@ doppel_warm() {
   await "the warm-up volume" volume_in_sync "$la" w0
   volume_config vm1 "$d/b/vm1.img" "$bytes" standby alpha >> "$d/beta.toml"
   volume_config vm1 "$d/a/vm1.img" "$bytes" primary beta >> "$d/alpha.toml"
-  doppel reload --admin "127.0.0.1:$ba" >/dev/null
+  doppel reload --config "$d/beta.toml" >/dev/null   # --config: the admin address and token from the file
   local t0 t1; t0=$(now)
-  doppel reload --admin "127.0.0.1:$la" >/dev/null
+  doppel reload --config "$d/alpha.toml" >/dev/null
   await "the added volume" volume_in_sync "$la" vm1
   t1=$(now)
   local sent; sent=$(volume_field "$la" vm1 bytesSent)

@@ -30,7 +30,8 @@ import java.util.concurrent.Callable;
         "The same as kill -HUP on the daemon, but with the answer."},
     exitCodeListHeading = "%nExit codes:%n",
     exitCodeList = {"0:reloaded (each applied change is printed)", "1:refused (each reason is printed), or the"
-        + " daemon could not be reached", "2:bad usage"})
+        + " daemon could not be reached", "2:bad usage", "4:not allowed: the admin token could not be read (run as root"
+        + " or the daemon's user) or the daemon refused it"})
 final class ReloadCommand implements Callable<Integer>
 {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -78,13 +79,24 @@ final class ReloadCommand implements Callable<Integer>
             System.err.println("doppel: the daemon was not asked to reload; it goes on with the config it has");
             return 1;
         }
+        final String token;
+        try
+        {
+            token = where.token();
+        }
+        catch (final AdminOptions.Failure e)
+        {
+            System.err.println("doppel: the daemon was not asked to reload; it goes on with the config it has");
+            return e.code;
+        }
         final URI uri = URI.create("http://" + address + "/reload");
         final HttpResponse<String> r;
         try
         {
             final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
             r = client.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(120))
-                .header(AdminServer.VERB_HEADER, "1").POST(HttpRequest.BodyPublishers.noBody()).build(),
+                .header(AdminServer.VERB_HEADER, "1").header("Authorization", "Bearer " + token)
+                .POST(HttpRequest.BodyPublishers.noBody()).build(),
                 HttpResponse.BodyHandlers.ofString());
         }
         catch (final IOException e)
@@ -103,6 +115,12 @@ final class ReloadCommand implements Callable<Integer>
         {
             System.err.println("doppel: unexpected answer from " + uri + " (HTTP " + r.statusCode() + "): " + r.body());
             return 1;
+        }
+        if (r.statusCode() == 401 || r.statusCode() == 403)
+        {
+            System.err.println("doppel: reload not allowed by the daemon at " + address + ": "
+                + body.path("error").asText(r.body().trim()));
+            return DoppelCli.EXIT_NOT_ALLOWED;
         }
         if (r.statusCode() == 200 && body.path("accepted").asBoolean())
         {

@@ -22,8 +22,9 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * The operator's verbs on a running daemon's volume, sent to its admin endpoint as
- * {@code POST /volumes/VOL/VERB}. Exit codes: 0 done, 1 the daemon refused or could not be reached, or
- * verify found differences it did not repair, 2 bad usage.
+ * {@code POST /volumes/VOL/VERB} with the admin token ({@link AdminOptions#token()}). Exit codes: 0 done,
+ * 1 the daemon refused or could not be reached, or verify found differences it did not repair, 2 bad usage,
+ * 4 not allowed: the admin token could not be read, or the daemon did not accept it.
  */
 final class VerbCommands
 {
@@ -57,11 +58,28 @@ final class VerbCommands
             {
                 return 2;
             }
+            final String token;
+            try
+            {
+                token = where.token();
+            }
+            catch (final AdminOptions.Failure e)
+            {
+                return e.code;
+            }
             if (!before(address))
             {
                 return 1;
             }
-            final JsonNode answer = post(address, volume, verb(), query());
+            final JsonNode answer;
+            try
+            {
+                answer = post(address, volume, verb(), query(), token);
+            }
+            catch (final AdminOptions.Failure e)
+            {
+                return e.code;
+            }
             if (answer == null)
             {
                 return 1;
@@ -381,9 +399,12 @@ final class VerbCommands
         }
     }
 
-    /** POSTs the verb; prints the daemon's refusal or why it could not be reached and returns null then. */
-    static JsonNode post(final String address, final String volume, final String verb, final String query)
-        throws InterruptedException
+    /**
+     * POSTs the verb with {@code token}; prints the daemon's refusal or why it could not be reached and returns
+     * null then; a refused token is a {@link AdminOptions.Failure} (exit {@value DoppelCli#EXIT_NOT_ALLOWED}).
+     */
+    static JsonNode post(final String address, final String volume, final String verb, final String query,
+        final String token) throws InterruptedException, AdminOptions.Failure
     {
         final URI uri = URI.create("http://" + address + "/volumes/" + URLEncoder.encode(volume, StandardCharsets.UTF_8)
             + "/" + verb + (query.isEmpty() ? "" : "?" + query));
@@ -391,9 +412,16 @@ final class VerbCommands
         {
             final HttpClient client = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
             final HttpResponse<String> r = client.send(HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(30))
-                .header(io.doppel.admin.AdminServer.VERB_HEADER, "1")
+                .header(io.doppel.admin.AdminServer.VERB_HEADER, "1").header("Authorization", "Bearer " + token)
                 .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.ofString());
             final JsonNode body = JSON.readTree(r.body());
+            if (r.statusCode() == 401 || r.statusCode() == 403)
+            {
+                final String message = verb + " " + volume + " not allowed by the daemon at " + address + ": "
+                    + body.path("error").asText(r.body().trim());
+                System.err.println("doppel: " + message);
+                throw new AdminOptions.Failure(DoppelCli.EXIT_NOT_ALLOWED, message);
+            }
             if (r.statusCode() != 200)
             {
                 System.err.println("doppel: " + verb + " " + volume + " refused by the daemon at " + address + ": "

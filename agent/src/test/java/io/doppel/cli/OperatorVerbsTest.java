@@ -54,7 +54,7 @@ class OperatorVerbsTest
             await(vm1::inSync, 60);
             final String admin = "127.0.0.1:" + pair.alphaAdmin;
 
-            final CliRun.Result clean = run("verify", "vm1", "--timeout", "120", "--admin", admin);
+            final CliRun.Result clean = run("verify", "vm1", "--timeout", "120", "--config", pair.alpha.toString());
             assertThat(clean.code()).as(clean.out() + clean.err()).isZero();
             assertThat(clean.out()).contains("verify done: 0 block(s) differ");
             assertThat(clean.err()).as("not a terminal: plain lines, no bar").doesNotContain("\r").doesNotContain("\033[");
@@ -69,14 +69,14 @@ class OperatorVerbsTest
             }
             assertThat(MixedImage.hash(pair.betaImage)).isNotEqualTo(MixedImage.hash(pair.alphaImage));
 
-            final CliRun.Result found = run("verify", "vm1", "--timeout", "120", "--admin", admin);
+            final CliRun.Result found = run("verify", "vm1", "--timeout", "120", "--config", pair.alpha.toString());
             assertThat(found.code()).as(found.out() + found.err()).isEqualTo(1);
             assertThat(found.out()).contains("2 block(s) differ").contains("differs at offset " + 5L * 4096)
                 .contains("differs at offset " + (SIZE - 4096));
             assertThat(MixedImage.hash(pair.betaImage)).as("verify without --repair changes nothing")
                 .isNotEqualTo(MixedImage.hash(pair.alphaImage));
 
-            final CliRun.Result repaired = run("verify", "vm1", "--repair", "--timeout", "120", "--admin", admin);
+            final CliRun.Result repaired = run("verify", "vm1", "--repair", "--timeout", "120", "--config", pair.alpha.toString());
             assertThat(repaired.code()).as(repaired.out() + repaired.err()).isZero();
             assertThat(repaired.out()).contains("2 block(s) differ, 2 sent again");
             await(vm1::inSync, 30);
@@ -108,7 +108,7 @@ class OperatorVerbsTest
             writer.start();
             try
             {
-                final CliRun.Result r = run("verify", "vm1", "--timeout", "120", "--admin", "127.0.0.1:" + pair.alphaAdmin);
+                final CliRun.Result r = run("verify", "vm1", "--timeout", "120", "--config", pair.alpha.toString());
                 assertThat(r.code()).as(r.out() + r.err()).isZero();
                 assertThat(r.out()).contains("verify done: 0 block(s) differ");
             }
@@ -135,15 +135,15 @@ class OperatorVerbsTest
             await(vm1::inSync, 60);
             final String admin = "127.0.0.1:" + pair.alphaAdmin;
 
-            assertThat(run("pause", "vm1", "--admin", admin).code()).isZero();
+            assertThat(run("pause", "vm1", "--config", pair.alpha.toString()).code()).isZero();
             await(() -> vm1.state().replication() == VolumeState.Replication.PAUSED && !vm1.state().connected(), 30);
             vm1.write(8192, ByteBuffer.wrap(new byte[] {9, 9, 9}));
             assertThat(vm1.dirtyBytes()).isEqualTo(4096);
-            assertThat(run("resume", "vm1", "--admin", admin).code()).isZero();
+            assertThat(run("resume", "vm1", "--config", pair.alpha.toString()).code()).isZero();
             await(vm1::inSync, 60);
             assertThat(vm1.state().syncKind()).isEqualTo("dirty-map");
 
-            final CliRun.Result resync = run("resync", "vm1", "--timeout", "120", "--admin", admin);
+            final CliRun.Result resync = run("resync", "vm1", "--timeout", "120", "--config", pair.alpha.toString());
             assertThat(resync.code()).as(resync.out() + resync.err()).isZero();
             assertThat(resync.out()).contains("resync done");
             assertThat(resync.err()).doesNotContain("\r");
@@ -152,10 +152,10 @@ class OperatorVerbsTest
             beta.standby("vm1").volume().flush();
             assertThat(MixedImage.hash(pair.betaImage)).isEqualTo(MixedImage.hash(pair.alphaImage));
 
-            final CliRun.Result onStandby = run("pause", "vm1", "--admin", "127.0.0.1:" + pair.betaAdmin);
+            final CliRun.Result onStandby = run("pause", "vm1", "--config", pair.beta.toString());
             assertThat(onStandby.code()).isEqualTo(1);
             assertThat(onStandby.err()).contains("volume vm1 is standby on node beta").contains("run pause on its primary");
-            final CliRun.Result unknown = run("pause", "vm9", "--admin", admin);
+            final CliRun.Result unknown = run("pause", "vm9", "--config", pair.alpha.toString());
             assertThat(unknown.code()).isEqualTo(1);
             assertThat(unknown.err()).contains("no volume named \"vm9\" on node alpha").contains("vm1");
             final java.net.http.HttpResponse<String> forged = java.net.http.HttpClient.newHttpClient().send(
@@ -163,8 +163,14 @@ class OperatorVerbsTest
                     .POST(java.net.http.HttpRequest.BodyPublishers.noBody()).build(),
                 java.net.http.HttpResponse.BodyHandlers.ofString());
             assertThat(forged.statusCode()).as("a verb without the X-Doppel-Verb header").isEqualTo(403);
+            final Path otherToken = dir.resolve("other.token");
+            Files.writeString(otherToken, "0123456789abcdef0123456789abcdef\n");
+            final CliRun.Result wrongToken = run("pause", "vm1", "--admin", admin, "--token-file", otherToken.toString());
+            assertThat(wrongToken.code()).as("exit code: not allowed").isEqualTo(DoppelCli.EXIT_NOT_ALLOWED);
+            assertThat(wrongToken.err()).contains("pause vm1 not allowed by the daemon at " + admin)
+                .contains("does not match the one in " + dir.resolve("a/admin.token"));
             assertThat(vm1.state().replication()).isNotEqualTo(VolumeState.Replication.PAUSED);
-            final CliRun.Result promoteConnected = run("promote", "vm1", "--admin", "127.0.0.1:" + pair.betaAdmin);
+            final CliRun.Result promoteConnected = run("promote", "vm1", "--config", pair.beta.toString());
             assertThat(promoteConnected.code()).isEqualTo(1);
             assertThat(promoteConnected.err()).contains("primary alpha is connected").contains("demote it");
         }

@@ -14,8 +14,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * {@code doppel reload}, as {@code systemctl reload} runs it: prints each applied change and exits 0;
- * prints each refused change and exits 1 while the daemon keeps its old config; exits 1 when no daemon
- * answers.
+ * prints each refused change and exits 1 while the daemon keeps its old config; exits 4 with a wrong admin
+ * token (nothing reloaded); exits 1 when no daemon answers. The token comes from the config's data-dir
+ * (also for a config that fails validation) or --token-file.
  */
 class ReloadCommandTest
 {
@@ -41,7 +42,14 @@ class ReloadCommandTest
             assertThat(r.out()).isEqualTo("reloaded: no changes\n");
 
             Files.writeString(file, Files.readString(file).replace("\"lz4\"", "\"zstd\""));
-            r = run("reload", "--admin", "127.0.0.1:" + admin);
+            final Path stranger = dir.resolve("stranger.token");
+            Files.writeString(stranger, "fedcba9876543210fedcba9876543210");
+            r = run("reload", "--admin", "127.0.0.1:" + admin, "--token-file", stranger.toString());
+            assertThat(r.code()).as("a wrong token: not allowed, nothing reloaded").isEqualTo(DoppelCli.EXIT_NOT_ALLOWED);
+            assertThat(r.err()).contains("reload not allowed by the daemon").contains("does not match");
+            assertThat(beta.standby("vm1").config().compression().configName()).isEqualTo("lz4");
+
+            r = run("reload", "--admin", "127.0.0.1:" + admin, "--token-file", dir.resolve("admin.token").toString());
             assertThat(r.code()).as(r.err()).isZero();
             assertThat(r.out()).isEqualTo("reloaded: vm1: compression lz4 -> zstd\n");
             assertThat(beta.standby("vm1").config().compression().configName()).isEqualTo("zstd");
@@ -61,7 +69,7 @@ class ReloadCommandTest
             assertThat(r.code()).isEqualTo(1);
             assertThat(r.err()).contains("reload refused").contains("compression=\"brotli\"");
         }
-        final CliRun.Result gone = run("reload", "--admin", "127.0.0.1:" + admin);
+        final CliRun.Result gone = run("reload", "--config", file.toString());
         assertThat(gone.code()).isEqualTo(1);
         assertThat(gone.err()).contains("cannot reach the admin endpoint");
     }

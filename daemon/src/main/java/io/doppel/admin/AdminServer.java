@@ -20,7 +20,9 @@ import java.util.function.Supplier;
  * the node's state as JSON; {@code POST /volumes/NAME/VERB} runs an operator verb (pause, resume, resync,
  * verify, promote, demote) and answers at once with JSON, long verbs reporting progress in /status;
  * {@code POST /reload} re-reads the config file; {@code GET /metrics} is the Prometheus text.
- * Loopback by default; authentication of state-changing verbs is not built yet.
+ * Loopback by default. The GETs are open (read-only); every POST changes state or starts work and must
+ * pass the {@link AdminGuard}: the admin token in {@code Authorization: Bearer}, read from a file only
+ * root and the daemon's user can read, so a local unprivileged user cannot promote or pause a volume.
  */
 public final class AdminServer implements AutoCloseable
 {
@@ -61,36 +63,14 @@ public final class AdminServer implements AutoCloseable
         }
     }
 
-    public static AdminServer start(final String nodeName, final InetSocketAddress address,
-        final Supplier<Map<String, Object>> status) throws IOException
-    {
-        return start(nodeName, address, status, (volume, verb, options) ->
-        {
-            throw new VerbException(501, "verbs are not available on this node");
-        });
-    }
-
-    public static AdminServer start(final String nodeName, final InetSocketAddress address,
-        final Supplier<Map<String, Object>> status, final Verbs verbs) throws IOException
-    {
-        return start(nodeName, address, status, verbs, () -> "");
-    }
-
-    /** As above, with {@code metrics} serving the Prometheus text at {@code GET /metrics}. */
-    public static AdminServer start(final String nodeName, final InetSocketAddress address,
-        final Supplier<Map<String, Object>> status, final Verbs verbs, final Supplier<String> metrics) throws IOException
-    {
-        return start(nodeName, address, status, verbs, metrics, () -> Map.of("accepted", false, "message",
-            "reload is not available on this node"));
-    }
-
     /**
-     * As above, with {@code reload} run by {@code POST /reload}: it answers a map whose {@code accepted}
-     * is false when the reload was refused (HTTP 409).
+     * Starts the endpoint: {@code status} and {@code metrics} answer the open GETs; {@code verbs} and
+     * {@code reload} (a map whose {@code accepted} is false when the reload was refused: HTTP 409) run only for
+     * requests {@code guard} lets through.
      */
     public static AdminServer start(final String nodeName, final InetSocketAddress address,
         final Supplier<Map<String, Object>> status, final Verbs verbs, final Supplier<String> metrics,
-        final Supplier<Map<String, Object>> reload) throws IOException
+        final Supplier<Map<String, Object>> reload, final AdminGuard guard) throws IOException
     {
         final HttpServer server;
         try
@@ -111,8 +91,8 @@ public final class AdminServer implements AutoCloseable
         server.setExecutor(executor);
         server.createContext("/status", exchange -> respond(exchange, "application/json", () -> JSON.writerWithDefaultPrettyPrinter()
             .writeValueAsString(status.get()) + "\n"));
-        server.createContext("/volumes/", exchange -> verb(exchange, verbs, nodeName));
-        server.createContext("/reload", exchange -> reload(exchange, reload));
+        server.createContext("/volumes/", exchange -> verb(exchange, verbs, nodeName, guard));
+        server.createContext("/reload", exchange -> reload(exchange, reload, guard));
         server.createContext("/metrics", exchange -> respond(exchange, "text/plain; version=0.0.4", metrics::get));
         server.createContext("/", exchange -> send(exchange, 404, "text/plain",
             "not found: " + exchange.getRequestURI().getPath() + " (try /status)\n"));
@@ -154,7 +134,8 @@ public final class AdminServer implements AutoCloseable
         send(exchange, 200, type, text);
     }
 
-    private static void verb(final HttpExchange exchange, final Verbs verbs, final String nodeName) throws IOException
+    private static void verb(final HttpExchange exchange, final Verbs verbs, final String nodeName,
+        final AdminGuard guard) throws IOException
     {
         final String[] parts = exchange.getRequestURI().getPath().split("/");
         if (parts.length != 4 || parts[2].isEmpty() || parts[3].isEmpty())
@@ -163,7 +144,7 @@ public final class AdminServer implements AutoCloseable
                 + exchange.getRequestURI().getPath()));
             return;
         }
-        if (!isVerbRequest(exchange))
+        if (!isVerbRequest(exchange, guard, parts[3], parts[2]))
         {
             return;
         }
@@ -197,29 +178,36 @@ public final class AdminServer implements AutoCloseable
         }
     }
 
-    /** A POST carrying {@link #VERB_HEADER}; otherwise answers 405 or 403 and returns false. */
-    private static boolean isVerbRequest(final HttpExchange exchange) throws IOException
+    /**
+     * A POST that {@code guard} lets through (it carries {@link #VERB_HEADER} and the admin token); otherwise
+     * answers 405, 401 or 403 with a JSON error and returns false.
+     */
+    private static boolean isVerbRequest(final HttpExchange exchange, final AdminGuard guard, final String verb,
+        final String volume) throws IOException
     {
         if (!"POST".equals(exchange.getRequestMethod()))
         {
             send(exchange, 405, "application/json", error(exchange.getRequestMethod() + " not allowed: use POST"));
             return false;
         }
-        if (!"1".equals(exchange.getRequestHeaders().getFirst(VERB_HEADER)))
+        final AdminGuard.Refusal refusal = guard.check(exchange, verb, volume);
+        if (refusal != null)
         {
-            // A browser cannot send a custom header cross-site without a preflight: no page can demote us.
-            send(exchange, 403, "application/json", error("a verb needs the header " + VERB_HEADER + ": 1 (the doppel"
-                + " CLI sends it)"));
+            if (refusal.reason() == AdminGuard.Reason.MISSING_TOKEN)
+            {
+                exchange.getResponseHeaders().set("WWW-Authenticate", "Bearer realm=\"doppel admin\"");
+            }
+            send(exchange, refusal.reason().status(), "application/json", error(refusal.message()));
             return false;
         }
         return true;
     }
 
     /** {@code POST /reload}: 200 when the reload applied, 409 when it was refused; the node logs either. */
-    private static void reload(final HttpExchange exchange, final Supplier<Map<String, Object>> reload)
-        throws IOException
+    private static void reload(final HttpExchange exchange, final Supplier<Map<String, Object>> reload,
+        final AdminGuard guard) throws IOException
     {
-        if (!isVerbRequest(exchange))
+        if (!isVerbRequest(exchange, guard, "reload", null))
         {
             return;
         }

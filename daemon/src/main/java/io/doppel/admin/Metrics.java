@@ -70,6 +70,20 @@ public final class Metrics
             .baseUnit("events").tags("node", node).register(registry);
     }
 
+    /**
+     * Registers {@code doppel_admin_refused_total{reason}}: admin requests refused by {@code guard} (no verb
+     * header, no admin token, a wrong one). No base unit, so the Prometheus name is exactly that.
+     */
+    public void addAdmin(final AdminGuard guard)
+    {
+        for (final AdminGuard.Reason reason : AdminGuard.Reason.values())
+        {
+            FunctionCounter.builder("doppel.admin.refused", guard, g -> g.refused(reason)).description(
+                "State-changing admin requests refused: no X-Doppel-Verb header, no admin token, or a wrong one")
+                .tags("node", node, "reason", reason.label()).register(registry);
+        }
+    }
+
     /** Registers a volume's meters (at start, and for a volume a live reload added). */
     public void add(final VolumeState v)
     {

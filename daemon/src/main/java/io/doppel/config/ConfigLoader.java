@@ -31,7 +31,7 @@ public final class ConfigLoader
     private static final List<String> LIMIT_KEYS = List.of("nbd-clients", "peer-links", "connection-rate", "nbd-request",
         "peer-in-flight");
     private static final List<String> NODE_KEYS = List.of("name", "listen", "admin", "data-dir", "heartbeat-interval",
-        "heartbeat-timeout", "log-level", "tls-cert", "tls-key", "tls-ca", "nbd-tls");
+        "heartbeat-timeout", "log-level", "tls-cert", "tls-key", "tls-ca", "nbd-tls", "admin-token-file");
     private static final List<String> PEER_KEYS = List.of("name", "address");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
         "compression", "replication-log-size", "nbd", "ack", "after-split-brain");
@@ -134,7 +134,7 @@ public final class ConfigLoader
             }
         }
         return new NodeConfig(node.name(), node.listen(), node.admin(), node.dataDir(), node.heartbeatIntervalMillis(),
-            node.heartbeatTimeoutMillis(), node.logLevel(), node.tls(), NbdTlsMode.OFF);
+            node.heartbeatTimeoutMillis(), node.logLevel(), node.tls(), NbdTlsMode.OFF, node.adminTokenFile());
     }
 
     private NodeConfig readNode(final JsonNode n) throws ConfigException
@@ -160,11 +160,18 @@ public final class ConfigLoader
             throw fail("[node].nbd-tls=\"" + nbdTls.configName() + "\": needs tls-cert, tls-key and tls-ca in [node]"
                 + " (the server's certificate and key, and the CA that signs NBD clients' certificates)");
         }
+        final Path dataDir = Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node]."));
+        final String tokenFile = string(n, "admin-token-file", null, "[node].");
+        if (tokenFile != null && (tokenFile.isBlank() || tokenFile.endsWith("/")))
+        {
+            throw fail("[node].admin-token-file=\"" + tokenFile + "\": expected the path of a file (default: <data-dir>/"
+                + NodeConfig.DEFAULT_ADMIN_TOKEN_FILE_NAME + ")");
+        }
         return new NodeConfig(name,
             address(string(n, "listen", NodeConfig.DEFAULT_LISTEN, "[node]."), "[node].listen"),
             address(string(n, "admin", NodeConfig.DEFAULT_ADMIN, "[node]."), "[node].admin"),
-            Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node].")),
-            interval, timeout, level, tls, nbdTls);
+            dataDir, interval, timeout, level, tls, nbdTls,
+            tokenFile == null ? dataDir.resolve(NodeConfig.DEFAULT_ADMIN_TOKEN_FILE_NAME) : Path.of(tokenFile));
     }
 
     /** tls-cert and tls-key together (PEM files that exist; the key not readable by others), tls-ca optional. */

@@ -87,6 +87,7 @@ final class ConfigChanges
         restartOnly("[node].listen", address(now.listen()), address(next.listen()));
         restartOnly("[node].admin", address(now.admin()), address(next.admin()));
         restartOnly("[node].data-dir", now.dataDir(), next.dataDir());
+        restartOnly("[node].admin-token-file", now.adminTokenFile(), next.adminTokenFile());
         restartOnly("[node].heartbeat-interval", now.heartbeatIntervalMillis() + "ms",
             next.heartbeatIntervalMillis() + "ms");
         restartOnly("[node].heartbeat-timeout", now.heartbeatTimeoutMillis() + "ms", next.heartbeatTimeoutMillis() + "ms");

@@ -88,6 +88,11 @@ public final class DaemonMain
         {
             node = DoppelNode.start(config, configFile);
         }
+        catch (final io.doppel.admin.AdminToken.UnsafeTokenFileException e)
+        {
+            Log.error(config.node().name() + "/node", "cannot start: " + e.getMessage());
+            return EXIT_CONFIG;
+        }
         catch (final IOException | RuntimeException e)
         {
             Log.error(config.node().name() + "/node", "cannot start: " + e.getMessage());

@@ -1,6 +1,8 @@
 package io.doppel.daemon;
 
+import io.doppel.admin.AdminGuard;
 import io.doppel.admin.AdminServer;
+import io.doppel.admin.AdminToken;
 import io.doppel.admin.Metrics;
 import io.doppel.admin.StatusReport;
 import io.doppel.config.ConfigException;
@@ -115,6 +117,8 @@ public final class DoppelNode implements AutoCloseable
     {
         final String name = config.node().name();
         Files.createDirectories(config.node().dataDir());
+        // Before any volume opens: a daemon whose verbs anyone could send must not start at all.
+        final AdminGuard guard = new AdminGuard(name, AdminToken.loadOrCreate(config.node().adminTokenFile()));
         for (final VolumeConfig vc : config.volumes())
         {
             openVolume(vc);
@@ -132,8 +136,9 @@ public final class DoppelNode implements AutoCloseable
         startNbd();
         metrics = new Metrics(name, states);
         metrics.addLimits(List.of(nbdGate, peerGate), nbdLimits.oversizedRequests(), readAheadStalls);
+        metrics.addAdmin(guard);
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
-            () -> reloadFromFile().toMap());
+            () -> reloadFromFile().toMap(), guard);
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
     }

@@ -139,6 +139,7 @@ class ConfigLoaderTest
         assertThat(config.node().listen().getPort()).isEqualTo(7788);
         assertThat(config.node().admin().getPort()).isEqualTo(7790);
         assertThat(config.node().dataDir()).isEqualTo(Path.of("/var/lib/doppel"));
+        assertThat(config.node().adminTokenFile()).isEqualTo(Path.of("/var/lib/doppel/admin.token"));
         assertThat(config.node().heartbeatIntervalMillis()).isEqualTo(250);
         assertThat(config.node().heartbeatTimeoutMillis()).isEqualTo(2000);
         assertThat(config.node().logLevel()).isEqualTo("debug");
@@ -150,6 +151,20 @@ class ConfigLoaderTest
         assertThat(v.blockSize()).isEqualTo(65536);
         assertThat(v.compression()).isEqualTo(Compression.ZSTD);
         assertThat(v.logBytes()).isEqualTo(1L << 30);
+    }
+
+    @Test
+    void adminTokenFile() throws ConfigException
+    {
+        assertThat(parse("[node]\nname = \"a\"\ndata-dir = \"/srv/d\"\n").node().adminTokenFile())
+            .as("default: under data-dir").isEqualTo(Path.of("/srv/d/admin.token"));
+        assertThat(parse("[node]\nname = \"a\"\nadmin-token-file = \"/etc/doppel/admin.token\"\n").node()
+            .adminTokenFile()).isEqualTo(Path.of("/etc/doppel/admin.token"));
+        assertThatThrownBy(() -> parse("[node]\nname = \"a\"\nadmin-token-file = \"/etc/doppel/\"\n"))
+            .isInstanceOf(ConfigException.class)
+            .hasMessageContaining("[node].admin-token-file=\"/etc/doppel/\": expected the path of a file");
+        assertThatThrownBy(() -> parse("[node]\nname = \"a\"\nadmin-token-file = 3\n"))
+            .hasMessageContaining("[node].admin-token-file=3: expected a string");
     }
 
     @Test
