@@ -2,6 +2,7 @@ package io.doppel.admin;
 
 import io.doppel.nbd.NbdExport;
 import io.doppel.net.ConnectionGate;
+import io.doppel.net.LinkSecurity;
 import io.doppel.replication.LatencyRecorder;
 import io.doppel.replication.VolumeState;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -68,6 +69,20 @@ public final class Metrics
         FunctionCounter.builder("doppel.link.read.ahead.full", readAheadStalls, LongAdder::sum).description(
             "Times a standby link stopped reading because [limits].peer-in-flight bytes waited to be applied")
             .baseUnit("events").tags("node", node).register(registry);
+    }
+
+    /** Registers the count of peer links refused at authentication, one series per reason. */
+    public void addLinkSecurity(final LinkSecurity security)
+    {
+        for (final String reason : LinkSecurity.REASONS)
+        {
+            FunctionCounter.builder("doppel.link.auth.failures", security, s -> s.failures(reason)).description(
+                "Peer links refused at authentication, on either end: wrong or missing pre-shared key (psk,"
+                    + " missing-auth), certificate not trusted (certificate), pin mismatch (fingerprint), certificate or"
+                    + " name of another node (identity), plaintext on a TLS port (plaintext), other TLS failures (tls),"
+                    + " refused by the other end (refused-by-peer)")
+                .tags("node", node, "reason", reason).register(registry);
+        }
     }
 
     /** Registers a volume's meters (at start, and for a volume a live reload added). */

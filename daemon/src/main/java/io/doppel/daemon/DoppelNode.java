@@ -14,6 +14,7 @@ import io.doppel.nbd.NbdExport;
 import io.doppel.nbd.NbdLimits;
 import io.doppel.nbd.NbdServer;
 import io.doppel.net.ConnectionGate;
+import io.doppel.net.LinkSecurity;
 import io.doppel.net.Transport;
 import io.doppel.replication.AckTracker;
 import io.doppel.replication.PeerServer;
@@ -69,6 +70,7 @@ public final class DoppelNode implements AutoCloseable
     private Transport transport;
     private EventExecutorGroup applyGroup;
     private PeerServer peerServer;
+    private LinkSecurity linkSecurity;
     private AdminServer admin;
     private ScheduledExecutorService flusher;
     private EventExecutorGroup nbdWorkers;
@@ -122,8 +124,9 @@ public final class DoppelNode implements AutoCloseable
         transport = Transport.create("doppel-io", 2);
         applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size())),
             new DefaultThreadFactory("doppel-apply", true));
+        linkSecurity = LinkSecurity.create(config.node(), () -> this.config.peers());
         peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory(), peerGate,
-            () -> config.limits().peerInFlightBytes(), readAheadStalls);
+            () -> config.limits().peerInFlightBytes(), readAheadStalls, linkSecurity);
         for (final PrimaryVolume p : primaries.values())
         {
             startSender(p);
@@ -132,6 +135,7 @@ public final class DoppelNode implements AutoCloseable
         startNbd();
         metrics = new Metrics(name, states);
         metrics.addLimits(List.of(nbdGate, peerGate), nbdLimits.oversizedRequests(), readAheadStalls);
+        metrics.addLinkSecurity(linkSecurity);
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
             () -> reloadFromFile().toMap());
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
@@ -142,7 +146,7 @@ public final class DoppelNode implements AutoCloseable
     private PeerConfig startSender(final PrimaryVolume p)
     {
         final PeerConfig peer = config.peer(p.config().peer()).orElseThrow();
-        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
+        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport, linkSecurity);
         senders.put(p.name(), sender);
         sender.start();
         return peer;

@@ -3,6 +3,7 @@ package io.doppel.replication;
 import io.doppel.log.Log;
 import io.doppel.net.Hello;
 import io.doppel.net.ProtocolException;
+import io.doppel.net.PskAuth;
 import io.doppel.net.WireProtocol;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
@@ -31,6 +32,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     private final long timeoutMillis;
     private final CRC32C crc = new CRC32C();
     private final CompletableFuture<Hello> hello = new CompletableFuture<>();
+    private final CompletableFuture<PskAuth.Reply> authReply = new CompletableFuture<>();
     private final LinkedBlockingQueue<ByteBuf> hashLists = new LinkedBlockingQueue<>();
     private volatile boolean closed;
     private volatile String closeReason = "link closed by peer";
@@ -59,6 +61,31 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
             if (e.getCause() instanceof PeerRejectedException)
             {
                 throw (PeerRejectedException)e.getCause();
+            }
+            throw new LinkDownException(closeReason);
+        }
+    }
+
+    /** The standby's answer to AUTH_BEGIN. */
+    PskAuth.Reply awaitAuthReply(final long millis) throws LinkDownException, PeerRejectedException, InterruptedException
+    {
+        try
+        {
+            return authReply.get(millis, TimeUnit.MILLISECONDS);
+        }
+        catch (final TimeoutException e)
+        {
+            throw new LinkDownException("no AUTH_REPLY within " + millis + " ms (does the peer speak protocol v3?)");
+        }
+        catch (final ExecutionException e)
+        {
+            if (e.getCause() instanceof PeerRejectedException)
+            {
+                throw (PeerRejectedException)e.getCause();
+            }
+            if (e.getCause() instanceof ProtocolException)
+            {
+                throw (ProtocolException)e.getCause();
             }
             throw new LinkDownException(closeReason);
         }
@@ -120,7 +147,22 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                     hello.complete(Hello.decode(frame));
                     break;
                 case WireProtocol.TYPE_REJECT:
-                    hello.completeExceptionally(new PeerRejectedException("refused by peer: " + Hello.decodeReject(frame)));
+                    final boolean auth = Hello.rejectCode(frame) == WireProtocol.REJECT_AUTH;
+                    final PeerRejectedException rejected = new PeerRejectedException("refused by peer: "
+                        + Hello.decodeReject(frame), auth);
+                    authReply.completeExceptionally(rejected);
+                    hello.completeExceptionally(rejected);
+                    break;
+                case WireProtocol.TYPE_AUTH_REPLY:
+                    try
+                    {
+                        authReply.complete(PskAuth.decodeReply(frame));
+                    }
+                    catch (final ProtocolException e)
+                    {
+                        authReply.completeExceptionally(e);
+                        throw e;
+                    }
                     break;
                 case WireProtocol.TYPE_HASH_LIST:
                     hashLists.add(frame);
@@ -191,6 +233,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     public void channelInactive(final ChannelHandlerContext ctx)
     {
         closed = true;
+        authReply.completeExceptionally(new LinkDownException(closeReason));
         hello.completeExceptionally(new LinkDownException(closeReason));
         ctx.fireChannelInactive();
     }
