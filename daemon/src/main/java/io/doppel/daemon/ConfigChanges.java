@@ -89,6 +89,11 @@ final class ConfigChanges
         restartOnly("[node].data-dir", now.dataDir(), next.dataDir());
         restartOnly("[node].heartbeat-interval", now.heartbeatIntervalMillis() + "ms",
             next.heartbeatIntervalMillis() + "ms");
+        // The TLS material is loaded into the listener and every link's context at start: a new certificate,
+        // key or CA takes a restart (each side keeps trusting what it trusted when its links were made).
+        restartOnly("[node].tls-cert", tlsPath(now, 0), tlsPath(next, 0));
+        restartOnly("[node].tls-key", tlsPath(now, 1), tlsPath(next, 1));
+        restartOnly("[node].tls-ca", tlsPath(now, 2), tlsPath(next, 2));
         restartOnly("[node].heartbeat-timeout", now.heartbeatTimeoutMillis() + "ms", next.heartbeatTimeoutMillis() + "ms");
         // TLS material is loaded when the listeners start (a renewed certificate at the same path, too)
         restartOnly("[node].tls-cert", now.tls().cert(), next.tls().cert());
@@ -111,10 +116,30 @@ final class ConfigChanges
             {
                 applied.add("peer " + p.name() + " added (" + address(p.address()) + ")");
             }
-            else if (!address(old.address()).equals(address(p.address())))
+            else
             {
-                refused.add("[[peer]] " + p.name() + ": address " + address(old.address()) + " -> "
-                    + address(p.address()) + " cannot change live (links to it are in use); restart the daemon");
+                if (!address(old.address()).equals(address(p.address())))
+                {
+                    refused.add("[[peer]] " + p.name() + ": address " + address(old.address()) + " -> "
+                        + address(p.address()) + " cannot change live (links to it are in use); restart the daemon");
+                }
+                // Link security is settled when a link is made; changing it under running links would leave
+                // some links on the old terms. The key itself is never printed.
+                if (io.doppel.config.PresharedKey.differ(old.psk(), p.psk()))
+                {
+                    refused.add("[[peer]] " + p.name() + ": psk-file " + pskText(old) + " -> " + pskText(p)
+                        + " cannot change live (the key or its file changed); restart the daemon to apply it");
+                }
+                if (!Objects.equals(old.tlsFingerprint(), p.tlsFingerprint()))
+                {
+                    refused.add("[[peer]] " + p.name() + ": tls-fingerprint " + old.tlsFingerprint() + " -> "
+                        + p.tlsFingerprint() + " cannot change live; restart the daemon to apply it");
+                }
+                if (old.insecure() != p.insecure())
+                {
+                    refused.add("[[peer]] " + p.name() + ": insecure " + old.insecure() + " -> " + p.insecure()
+                        + " cannot change live; restart the daemon to apply it");
+                }
             }
         }
         for (final PeerConfig p : now)
@@ -193,6 +218,21 @@ final class ConfigChanges
             text = v + units[i];
         }
         return text;
+    }
+
+    private static String pskText(final PeerConfig p)
+    {
+        return p.psk() == null ? "(none)" : p.psk().file().toString();
+    }
+
+    private static String tlsPath(final NodeConfig n, final int which)
+    {
+        if (n.tls() == null)
+        {
+            return "(none)";
+        }
+        final java.nio.file.Path path = which == 0 ? n.tls().cert() : which == 1 ? n.tls().key() : n.tls().ca();
+        return path == null ? "(none)" : path.toString();
     }
 
     private static String address(final java.net.InetSocketAddress a)

@@ -142,6 +142,12 @@ public final class DoppelNode implements AutoCloseable
             + " standby volume(s)");
     }
 
+    /** How this node's peer links are secured, with its refusal counts. */
+    public LinkSecurity linkSecurity()
+    {
+        return linkSecurity;
+    }
+
     /** Starts replicating {@code p} to its peer; returns the peer. */
     private PeerConfig startSender(final PrimaryVolume p)
     {

@@ -100,8 +100,9 @@ public final class PeerAuthGate extends ChannelInboundHandlerAdapter
                         ? begin.client() + " " : "") + "refused this node: " + Hello.decodeReject(frame), false);
                     break;
                 default:
+                    // not a peer that authenticates differently: a broken or hostile one; no answer
                     refuse(ctx, "missing-auth", "sent " + WireProtocol.typeName(type) + " before authenticating"
-                        + " (expected AUTH_BEGIN or HELLO)", true);
+                        + " (expected AUTH_BEGIN or HELLO)", false);
             }
         }
         catch (final ProtocolException e)

@@ -53,7 +53,7 @@ public final class PeerTrust extends X509ExtendedTrustManager
     /** The names a certificate claims: subject CN, then DNS subject alternative names. */
     public static List<String> names(final X509Certificate cert)
     {
-        final List<String> names = new ArrayList<>();
+        final java.util.Set<String> names = new java.util.LinkedHashSet<>();
         try
         {
             for (final Rdn rdn : new LdapName(cert.getSubjectX500Principal().getName()).getRdns())
@@ -85,7 +85,7 @@ public final class PeerTrust extends X509ExtendedTrustManager
         {
             // unreadable SANs: the CN may still name it
         }
-        return names;
+        return new ArrayList<>(names);
     }
 
     /** SHA-256 of the certificate's DER encoding, lowercase hex without colons. */

@@ -36,6 +36,9 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     private final LinkedBlockingQueue<ByteBuf> hashLists = new LinkedBlockingQueue<>();
     private volatile boolean closed;
     private volatile String closeReason = "link closed by peer";
+    /** The TLS failure that ended the link, if one did (a TLS 1.3 server refuses a client certificate after the
+     * client's side of the handshake is done, so it arrives here, not on the handshake future). */
+    private volatile Throwable tlsFailure;
 
     PrimaryLinkHandler(final String component, final VolumeState state, final AckTracker acks,
         final long timeoutMillis)
@@ -111,6 +114,11 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                 throw new LinkDownException("no hash list from the standby within " + timeoutMillis * 6 + " ms");
             }
         }
+    }
+
+    Throwable tlsFailure()
+    {
+        return tlsFailure;
     }
 
     boolean isClosed()
@@ -219,6 +227,14 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
     {
+        for (Throwable c = cause; c != null && tlsFailure == null; c = c.getCause() == c ? null : c.getCause())
+        {
+            if (c instanceof javax.net.ssl.SSLException)
+            {
+                tlsFailure = c;
+                closeReason = io.doppel.net.LinkSecurity.describe(c);
+            }
+        }
         if (closed || !ctx.channel().isActive())
         {
             return; // writes failing on a link that is already going: its first reason stands

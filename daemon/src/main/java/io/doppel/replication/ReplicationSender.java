@@ -224,7 +224,17 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             catch (final LinkDownException e)
             {
-                lastProblem = report(e.getMessage(), lastProblem, false);
+                if (link != null && link.tlsFailure() != null)
+                {
+                    final String reason = LinkSecurity.reasonOf(link.tlsFailure());
+                    security.failed(reason);
+                    lastProblem = report("TLS: " + e.getMessage() + " (" + reason + ")", lastProblem, true);
+                    wait = REJECTED_BACKOFF_MS;
+                }
+                else
+                {
+                    lastProblem = report(e.getMessage(), lastProblem, false);
+                }
             }
             catch (final ProtocolException e)
             {
@@ -406,7 +416,24 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         state.connected(true);
         state.connects.incrementAndGet();
         Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
-            + transport.name() + ")");
+            + transport.name() + ", " + linkSecurityText() + ")");
+    }
+
+    /** How this link is secured, for the connect line: "mutual TLS (TLSv1.3, ...)", "PSK", or "plaintext". */
+    private String linkSecurityText()
+    {
+        final StringBuilder b = new StringBuilder();
+        final io.netty.handler.ssl.SslHandler ssl = channel.pipeline().get(io.netty.handler.ssl.SslHandler.class);
+        if (ssl != null)
+        {
+            b.append("mutual TLS ").append(ssl.engine().getSession().getProtocol()).append(' ')
+                .append(ssl.engine().getSession().getCipherSuite());
+        }
+        if (peer.psk() != null)
+        {
+            b.append(b.length() > 0 ? " + " : "").append("pre-shared key");
+        }
+        return b.length() == 0 ? "plaintext" : b.toString();
     }
 
     /**

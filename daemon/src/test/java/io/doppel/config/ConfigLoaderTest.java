@@ -260,7 +260,7 @@ class ConfigLoaderTest
     @Test
     void volumePeerIsRequiredWithSeveralPeers()
     {
-        final String twoPeers = NODE + PEER + "[[peer]]\nname = \"gamma\"\naddress = \"10.0.0.3:7788\"\n"
+        final String twoPeers = NODE + PEER + "[[peer]]\nname = \"gamma\"\naddress = \"127.0.0.3:7788\"\n"
             + VOLUME.replace("peer = \"beta\"\n", "");
         refused(twoPeers, "[[volume vm1]].peer: missing", "beta", "gamma");
     }

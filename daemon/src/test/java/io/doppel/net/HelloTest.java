@@ -116,7 +116,7 @@ class HelloTest
     void matchingHelloIsAccepted()
     {
         assertThat(fromAlpha().mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).isNull();
-        assertThat(fromAlpha().agreedVersion()).isEqualTo(2);
+        assertThat(fromAlpha().agreedVersion()).isEqualTo(WireProtocol.VERSION_MAX);
     }
 
     @Test
