@@ -243,6 +243,92 @@ class LinkSecurityTest
         assertThat(MixedImage.hash(cluster.betaImage)).as("standby image untouched").isEqualTo(before);
     }
 
+    @Test
+    void aReplayedProofIsRefused() throws Exception
+    {
+        TestCerts.assumeOpenssl();
+        final Path psk = certs.psk("psk");
+        cluster.betaPeerExtra = "psk-file = \"" + psk + "\"";
+        final byte[] key = Files.readString(psk).trim().getBytes(StandardCharsets.UTF_8);
+        final String before = MixedImage.hash(cluster.betaImage);
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(cluster.betaConfig())))
+        {
+            final byte[] clientNonce = io.doppel.net.PskAuth.nonce();
+            final byte[] recorded;
+            try (Socket s = new Socket(InetAddress.getLoopbackAddress(), cluster.betaListen))
+            {
+                // an honest exchange, as an eavesdropper would record it
+                s.setSoTimeout(10_000);
+                final io.doppel.net.PskAuth.Reply reply = begin(s, clientNonce);
+                assertThat(io.doppel.net.PskAuth.matches(io.doppel.net.PskAuth.proof(key,
+                    io.doppel.net.PskAuth.SERVER_LABEL, "alpha", "beta", clientNonce, reply.serverNonce()),
+                    reply.serverProof())).as("beta proves the key").isTrue();
+                recorded = io.doppel.net.PskAuth.proof(key, io.doppel.net.PskAuth.CLIENT_LABEL, "alpha", "beta",
+                    clientNonce, reply.serverNonce());
+            }
+            assertThat(beta.linkSecurity().failures("psk")).isZero();
+            try (Socket s = new Socket(InetAddress.getLoopbackAddress(), cluster.betaListen))
+            {
+                // the same AUTH_BEGIN and the recorded proof: beta's nonce is new, so the proof is stale
+                s.setSoTimeout(10_000);
+                final io.doppel.net.PskAuth.Reply reply = begin(s, clientNonce);
+                send(s, b -> io.doppel.net.PskAuth.encodeProof(b, recorded, new CRC32C()));
+                final ByteBuf answer = readFrame(s.getInputStream());
+                assertThat(WireProtocol.readType(answer)).isEqualTo(WireProtocol.TYPE_REJECT);
+                assertThat(Hello.rejectCode(answer)).isEqualTo(WireProtocol.REJECT_AUTH);
+                assertThat(Hello.decodeReject(answer)).contains("wrong key");
+                assertThat(reply.serverNonce()).isNotEqualTo(clientNonce);
+            }
+            awaitTrue(() -> beta.linkSecurity().failures("psk") == 1, 10);
+            assertThat(TestCerts.lines(log(), "beta/peers", "(psk)", "failed the pre-shared-key challenge"))
+                .hasSize(1);
+            beta.standby("vm1").volume().flush();
+        }
+        assertThat(MixedImage.hash(cluster.betaImage)).isEqualTo(before);
+    }
+
+    private static io.doppel.net.PskAuth.Reply begin(final Socket s, final byte[] clientNonce) throws Exception
+    {
+        send(s, b -> io.doppel.net.PskAuth.encodeBegin(b, clientNonce, "alpha", "beta", new CRC32C()));
+        ByteBuf frame;
+        int type;
+        do
+        {
+            frame = readFrame(s.getInputStream());
+            type = WireProtocol.readType(frame);
+        }
+        while (type == WireProtocol.TYPE_PING);
+        assertThat(type).isEqualTo(WireProtocol.TYPE_AUTH_REPLY);
+        return io.doppel.net.PskAuth.decodeReply(frame);
+    }
+
+    private static void send(final Socket s, final java.util.function.Consumer<ByteBuf> encoder) throws Exception
+    {
+        final ByteBuf buf = Unpooled.buffer();
+        encoder.accept(buf);
+        final byte[] bytes = new byte[buf.readableBytes()];
+        buf.readBytes(bytes);
+        s.getOutputStream().write(bytes);
+    }
+
+    /** One frame off a raw socket, reader index on its type byte. */
+    private static ByteBuf readFrame(final InputStream in) throws Exception
+    {
+        final java.io.DataInputStream data = new java.io.DataInputStream(in);
+        final int length = data.readInt();
+        final byte[] rest = new byte[length];
+        data.readFully(rest);
+        return Unpooled.wrappedBuffer(rest).skipBytes(WireProtocol.CHECKSUM_BYTES);
+    }
+
+    private static String metrics(final int adminPort) throws Exception
+    {
+        final java.net.http.HttpResponse<String> r = java.net.http.HttpClient.newHttpClient().send(
+            java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + adminPort + "/metrics"))
+                .build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        return r.body();
+    }
+
     /**
      * Starts the pair as configured and expects the link refused: each side counts its reason and logs a line
      * saying why, the standby's image is unchanged, and the volume never connected.
@@ -266,6 +352,8 @@ class LinkSecurityTest
             assertThat(TestCerts.lines(log, "alpha/vm1", "peer beta at 127.0.0.1:" + cluster.betaListen))
                 .as("alpha's log line").isNotEmpty();
             assertThat(log).contains(why);
+            assertThat(metrics(cluster.betaAdmin)).as("/metrics of beta").containsPattern(
+                "doppel_link_auth_failures_total\\{[^}]*reason=\"" + betaReason + "\"[^}]*\\} [1-9]");
             beta.standby("vm1").volume().flush();
         }
         assertThat(MixedImage.hash(cluster.betaImage)).as("standby image untouched").isEqualTo(before);
