@@ -89,13 +89,9 @@ final class ConfigChanges
         restartOnly("[node].data-dir", now.dataDir(), next.dataDir());
         restartOnly("[node].heartbeat-interval", now.heartbeatIntervalMillis() + "ms",
             next.heartbeatIntervalMillis() + "ms");
-        // The TLS material is loaded into the listener and every link's context at start: a new certificate,
-        // key or CA takes a restart (each side keeps trusting what it trusted when its links were made).
-        restartOnly("[node].tls-cert", tlsPath(now, 0), tlsPath(next, 0));
-        restartOnly("[node].tls-key", tlsPath(now, 1), tlsPath(next, 1));
-        restartOnly("[node].tls-ca", tlsPath(now, 2), tlsPath(next, 2));
         restartOnly("[node].heartbeat-timeout", now.heartbeatTimeoutMillis() + "ms", next.heartbeatTimeoutMillis() + "ms");
-        // TLS material is loaded when the listeners start (a renewed certificate at the same path, too)
+        // TLS material is loaded when the listeners and the peer links' contexts start (a renewed certificate
+        // at the same path, too): each side keeps trusting what it trusted when its links were made
         restartOnly("[node].tls-cert", now.tls().cert(), next.tls().cert());
         restartOnly("[node].tls-key", now.tls().key(), next.tls().key());
         restartOnly("[node].tls-ca", now.tls().ca(), next.tls().ca());
@@ -223,16 +219,6 @@ final class ConfigChanges
     private static String pskText(final PeerConfig p)
     {
         return p.psk() == null ? "(none)" : p.psk().file().toString();
-    }
-
-    private static String tlsPath(final NodeConfig n, final int which)
-    {
-        if (n.tls() == null)
-        {
-            return "(none)";
-        }
-        final java.nio.file.Path path = which == 0 ? n.tls().cert() : which == 1 ? n.tls().key() : n.tls().ca();
-        return path == null ? "(none)" : path.toString();
     }
 
     private static String address(final java.net.InetSocketAddress a)
