@@ -2,6 +2,7 @@ package io.doppel.admin;
 
 import io.doppel.nbd.NbdExport;
 import io.doppel.net.ConnectionGate;
+import io.doppel.net.LinkSecurity;
 import io.doppel.replication.LatencyRecorder;
 import io.doppel.replication.VolumeState;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -81,6 +82,20 @@ public final class Metrics
             FunctionCounter.builder("doppel.admin.refused", guard, g -> g.refused(reason)).description(
                 "State-changing admin requests refused: no X-Doppel-Verb header, no admin token, or a wrong one")
                 .tags("node", node, "reason", reason.label()).register(registry);
+        }
+    }
+
+    /** Registers the count of peer links refused at authentication, one series per reason. */
+    public void addLinkSecurity(final LinkSecurity security)
+    {
+        for (final String reason : LinkSecurity.REASONS)
+        {
+            FunctionCounter.builder("doppel.link.auth.failures", security, s -> s.failures(reason)).description(
+                "Peer links refused at authentication, on either end: wrong or missing pre-shared key (psk,"
+                    + " missing-auth), certificate not trusted (certificate), pin mismatch (fingerprint), certificate or"
+                    + " name of another node (identity), plaintext on a TLS port (plaintext), other TLS failures (tls),"
+                    + " refused by the other end (refused-by-peer)")
+                .tags("node", node, "reason", reason).register(registry);
         }
     }
 

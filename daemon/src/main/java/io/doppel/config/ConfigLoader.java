@@ -32,7 +32,7 @@ public final class ConfigLoader
         "peer-in-flight");
     private static final List<String> NODE_KEYS = List.of("name", "listen", "admin", "data-dir", "heartbeat-interval",
         "heartbeat-timeout", "log-level", "tls-cert", "tls-key", "tls-ca", "nbd-tls", "admin-token-file");
-    private static final List<String> PEER_KEYS = List.of("name", "address");
+    private static final List<String> PEER_KEYS = List.of("name", "address", "psk-file", "tls-fingerprint", "insecure");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
         "compression", "replication-log-size", "nbd", "ack", "after-split-brain");
     private static final List<String> LOG_LEVELS = List.of("error", "warn", "info", "debug");
@@ -95,9 +95,17 @@ public final class ConfigLoader
             {
                 throw fail("[[peer]].name=\"" + name + "\": is this node's own name");
             }
-            peers.add(new PeerConfig(name, address(required(p, "address", "[[peer " + name + "]].address"),
-                "[[peer " + name + "]].address")));
+            final String where = "[[peer " + name + "]].";
+            final InetSocketAddress address = address(required(p, "address", where + "address"), where + "address");
+            final PresharedKey psk = p.has("psk-file") ? psk(Path.of(text(p.get("psk-file"), where + "psk-file")),
+                where + "psk-file") : null;
+            final String fingerprint = p.has("tls-fingerprint")
+                ? fingerprint(text(p.get("tls-fingerprint"), where + "tls-fingerprint"), where + "tls-fingerprint")
+                : null;
+            final boolean insecure = bool(p, "insecure", false, where);
+            peers.add(new PeerConfig(name, address, psk, fingerprint, insecure));
         }
+        checkLinkSecurity(node, peers);
         final List<VolumeConfig> volumes = new ArrayList<>();
         final Set<String> volumeNames = new HashSet<>();
         for (final JsonNode v : arrayOfTables(root, "volume"))
@@ -206,7 +214,21 @@ public final class ConfigLoader
                 // not a POSIX file system: nothing to check
             }
         }
-        return cert == null ? TlsConfig.NONE : new TlsConfig(cert, key, ca);
+        if (cert == null)
+        {
+            return TlsConfig.NONE;
+        }
+        final TlsConfig tls = new TlsConfig(cert, key, ca);
+        try
+        {
+            // parsed once here, so a wrong file is a config error (exit 2) naming the key, not a failed start
+            io.doppel.net.TlsMaterial.load(tls);
+        }
+        catch (final IOException e)
+        {
+            throw fail(e.getMessage());
+        }
+        return tls;
     }
 
     private Path pemFile(final JsonNode n, final String key) throws ConfigException
@@ -235,6 +257,108 @@ public final class ConfigLoader
             }
         }
         throw fail("[node].nbd-tls=\"" + text + "\": expected off | on | require");
+    }
+
+    /**
+     * Traffic that leaves the host must be authenticated: a peer off loopback, or a listen address off
+     * loopback, needs TLS ({@code [node].tls-*}) or a {@code psk-file}, or the operator's explicit
+     * {@code insecure = true}.
+     */
+    private void checkLinkSecurity(final NodeConfig node, final List<PeerConfig> peers) throws ConfigException
+    {
+        for (final PeerConfig p : peers)
+        {
+            if (node.tls().configured() && node.tls().ca() == null && p.tlsFingerprint() == null)
+            {
+                throw fail("[[peer " + p.name() + "]].tls-fingerprint: missing; without [node].tls-ca each peer's"
+                    + " certificate must be pinned (tls-fingerprint = \"sha-256 hex\"), or set [node].tls-ca");
+            }
+            if (p.tlsFingerprint() != null && !node.tls().configured())
+            {
+                throw fail("[[peer " + p.name() + "]].tls-fingerprint: set, but TLS is off; set [node].tls-cert and"
+                    + " tls-key too");
+            }
+            if (!node.tls().configured() && p.psk() == null && !p.insecure() && !HostPort.isLoopback(p.address()))
+            {
+                throw fail("[[peer " + p.name() + "]].address=\"" + p.address().getHostString() + ":"
+                    + p.address().getPort() + "\": off loopback with neither TLS nor a pre-shared key; set"
+                    + " [node].tls-cert/tls-key/tls-ca or [[peer]].psk-file, or insecure = true to send plaintext"
+                    + " on purpose");
+            }
+        }
+        if (!node.tls().configured() && !HostPort.isLoopback(node.listen()))
+        {
+            for (final PeerConfig p : peers)
+            {
+                if (p.psk() == null && !p.insecure())
+                {
+                    throw fail("[node].listen=\"" + node.listen().getHostString() + ":" + node.listen().getPort()
+                        + "\": off loopback with neither TLS nor a pre-shared key for peer " + p.name() + "; set"
+                        + " [node].tls-cert/tls-key/tls-ca or [[peer " + p.name() + "]].psk-file, or insecure = true"
+                        + " on that peer to accept plaintext on purpose");
+                }
+            }
+        }
+    }
+
+    /** Reads a key file that only its owner may read; its trimmed text is the key. */
+    private PresharedKey psk(final Path file, final String where) throws ConfigException
+    {
+        try
+        {
+            final java.util.Set<java.nio.file.attribute.PosixFilePermission> perms = Files.getPosixFilePermissions(file);
+            for (final java.nio.file.attribute.PosixFilePermission bad : List.of(
+                java.nio.file.attribute.PosixFilePermission.GROUP_READ,
+                java.nio.file.attribute.PosixFilePermission.GROUP_WRITE,
+                java.nio.file.attribute.PosixFilePermission.OTHERS_READ,
+                java.nio.file.attribute.PosixFilePermission.OTHERS_WRITE))
+            {
+                if (perms.contains(bad))
+                {
+                    throw fail(where + "=\"" + file + "\": readable or writable by group or others (mode "
+                        + java.nio.file.attribute.PosixFilePermissions.toString(perms) + "); the key must be private:"
+                        + " chmod 600 " + file);
+                }
+            }
+            final byte[] key = PresharedKey.trimmed(Files.readAllBytes(file));
+            if (key.length < PresharedKey.MIN_BYTES)
+            {
+                throw fail(where + "=\"" + file + "\": the key is " + key.length + " bytes; expected at least "
+                    + PresharedKey.MIN_BYTES + " (make one with: openssl rand -hex 32 > " + file + ")");
+            }
+            return new PresharedKey(file, key);
+        }
+        catch (final IOException e)
+        {
+            throw fail(where + "=\"" + file + "\": cannot read the key file: " + e);
+        }
+    }
+
+    /** A SHA-256 fingerprint as 64 hex digits, with or without colons; kept as lowercase hex. */
+    private String fingerprint(final String text, final String where) throws ConfigException
+    {
+        final String hex = text.replace(":", "").toLowerCase(Locale.ROOT);
+        if (!hex.matches("[0-9a-f]{64}"))
+        {
+            throw fail(where + "=\"" + text + "\": expected a SHA-256 fingerprint, 64 hex digits with or without"
+                + " colons (openssl x509 -in CERT -noout -fingerprint -sha256)");
+        }
+        return hex;
+    }
+
+    private boolean bool(final JsonNode table, final String key, final boolean dflt, final String prefix)
+        throws ConfigException
+    {
+        final JsonNode n = table.get(key);
+        if (n == null)
+        {
+            return dflt;
+        }
+        if (!n.isBoolean())
+        {
+            throw fail(prefix + key + "=" + n + ": expected true or false (without quotes)");
+        }
+        return n.asBoolean();
     }
 
     private Limits readLimits(final JsonNode t) throws ConfigException

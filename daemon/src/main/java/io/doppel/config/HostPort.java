@@ -37,4 +37,30 @@ public final class HostPort
         }
         return InetSocketAddress.createUnresolved(host, port);
     }
+
+    /**
+     * Whether traffic to {@code address} stays on this host: a loopback IP literal (127.0.0.0/8, ::1) or
+     * {@code localhost}. Host names are not resolved here (a config check must not depend on DNS), so any
+     * other name counts as off loopback; so does the wildcard 0.0.0.0.
+     */
+    public static boolean isLoopback(final InetSocketAddress address)
+    {
+        final String host = address.getHostString();
+        if ("localhost".equalsIgnoreCase(host))
+        {
+            return true;
+        }
+        if (!host.matches("[0-9.]+") && !host.contains(":"))
+        {
+            return false; // a name: not resolved
+        }
+        try
+        {
+            return java.net.InetAddress.getByName(host).isLoopbackAddress();
+        }
+        catch (final java.net.UnknownHostException e)
+        {
+            return false;
+        }
+    }
 }

@@ -91,7 +91,8 @@ final class ConfigChanges
         restartOnly("[node].heartbeat-interval", now.heartbeatIntervalMillis() + "ms",
             next.heartbeatIntervalMillis() + "ms");
         restartOnly("[node].heartbeat-timeout", now.heartbeatTimeoutMillis() + "ms", next.heartbeatTimeoutMillis() + "ms");
-        // TLS material is loaded when the listeners start (a renewed certificate at the same path, too)
+        // TLS material is loaded when the listeners and the peer links' contexts start (a renewed certificate
+        // at the same path, too): each side keeps trusting what it trusted when its links were made
         restartOnly("[node].tls-cert", now.tls().cert(), next.tls().cert());
         restartOnly("[node].tls-key", now.tls().key(), next.tls().key());
         restartOnly("[node].tls-ca", now.tls().ca(), next.tls().ca());
@@ -112,10 +113,30 @@ final class ConfigChanges
             {
                 applied.add("peer " + p.name() + " added (" + address(p.address()) + ")");
             }
-            else if (!address(old.address()).equals(address(p.address())))
+            else
             {
-                refused.add("[[peer]] " + p.name() + ": address " + address(old.address()) + " -> "
-                    + address(p.address()) + " cannot change live (links to it are in use); restart the daemon");
+                if (!address(old.address()).equals(address(p.address())))
+                {
+                    refused.add("[[peer]] " + p.name() + ": address " + address(old.address()) + " -> "
+                        + address(p.address()) + " cannot change live (links to it are in use); restart the daemon");
+                }
+                // Link security is settled when a link is made; changing it under running links would leave
+                // some links on the old terms. The key itself is never printed.
+                if (io.doppel.config.PresharedKey.differ(old.psk(), p.psk()))
+                {
+                    refused.add("[[peer]] " + p.name() + ": psk-file " + pskText(old) + " -> " + pskText(p)
+                        + " cannot change live (the key or its file changed); restart the daemon to apply it");
+                }
+                if (!Objects.equals(old.tlsFingerprint(), p.tlsFingerprint()))
+                {
+                    refused.add("[[peer]] " + p.name() + ": tls-fingerprint " + old.tlsFingerprint() + " -> "
+                        + p.tlsFingerprint() + " cannot change live; restart the daemon to apply it");
+                }
+                if (old.insecure() != p.insecure())
+                {
+                    refused.add("[[peer]] " + p.name() + ": insecure " + old.insecure() + " -> " + p.insecure()
+                        + " cannot change live; restart the daemon to apply it");
+                }
             }
         }
         for (final PeerConfig p : now)
@@ -194,6 +215,11 @@ final class ConfigChanges
             text = v + units[i];
         }
         return text;
+    }
+
+    private static String pskText(final PeerConfig p)
+    {
+        return p.psk() == null ? "(none)" : p.psk().file().toString();
     }
 
     private static String address(final java.net.InetSocketAddress a)

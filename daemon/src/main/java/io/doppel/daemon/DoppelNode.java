@@ -16,6 +16,7 @@ import io.doppel.nbd.NbdExport;
 import io.doppel.nbd.NbdLimits;
 import io.doppel.nbd.NbdServer;
 import io.doppel.net.ConnectionGate;
+import io.doppel.net.LinkSecurity;
 import io.doppel.net.Transport;
 import io.doppel.replication.AckTracker;
 import io.doppel.replication.PeerServer;
@@ -71,6 +72,7 @@ public final class DoppelNode implements AutoCloseable
     private Transport transport;
     private EventExecutorGroup applyGroup;
     private PeerServer peerServer;
+    private LinkSecurity linkSecurity;
     private AdminServer admin;
     private ScheduledExecutorService flusher;
     private EventExecutorGroup nbdWorkers;
@@ -126,8 +128,9 @@ public final class DoppelNode implements AutoCloseable
         transport = Transport.create("doppel-io", 2);
         applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size())),
             new DefaultThreadFactory("doppel-apply", true));
+        linkSecurity = LinkSecurity.create(config.node(), () -> this.config.peers());
         peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory(), peerGate,
-            () -> config.limits().peerInFlightBytes(), readAheadStalls);
+            () -> config.limits().peerInFlightBytes(), readAheadStalls, linkSecurity);
         for (final PrimaryVolume p : primaries.values())
         {
             startSender(p);
@@ -137,17 +140,24 @@ public final class DoppelNode implements AutoCloseable
         metrics = new Metrics(name, states);
         metrics.addLimits(List.of(nbdGate, peerGate), nbdLimits.oversizedRequests(), readAheadStalls);
         metrics.addAdmin(guard);
+        metrics.addLinkSecurity(linkSecurity);
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
             () -> reloadFromFile().toMap(), guard);
         Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
             + " standby volume(s)");
     }
 
+    /** How this node's peer links are secured, with its refusal counts. */
+    public LinkSecurity linkSecurity()
+    {
+        return linkSecurity;
+    }
+
     /** Starts replicating {@code p} to its peer; returns the peer. */
     private PeerConfig startSender(final PrimaryVolume p)
     {
         final PeerConfig peer = config.peer(p.config().peer()).orElseThrow();
-        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport);
+        final ReplicationSender sender = new ReplicationSender(p, config.node(), peer, transport, linkSecurity);
         senders.put(p.name(), sender);
         sender.start();
         return peer;

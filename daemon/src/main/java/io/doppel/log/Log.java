@@ -28,6 +28,14 @@ public final class Log
     {
     }
 
+    /** Sends log lines to {@code stream} from now on; returns where they went before (tests read the lines). */
+    public static PrintStream output(final PrintStream stream)
+    {
+        final PrintStream before = out;
+        out = stream;
+        return before;
+    }
+
     public static void setLevel(final String level)
     {
         threshold = Level.valueOf(level.toUpperCase(Locale.ROOT));

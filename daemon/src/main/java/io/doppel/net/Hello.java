@@ -180,13 +180,25 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
     /** REJECT body: code u16 | message (u16 length + UTF-8). */
     public static void encodeReject(final ByteBuf buf, final String message, final CRC32C crc)
     {
+        encodeReject(buf, WireProtocol.REJECT_HANDSHAKE, message, crc);
+    }
+
+    /** A REJECT with {@code code} ({@link WireProtocol#REJECT_HANDSHAKE} or {@link WireProtocol#REJECT_AUTH}). */
+    public static void encodeReject(final ByteBuf buf, final int code, final String message, final CRC32C crc)
+    {
         final int start = WireProtocol.beginFrame(buf, WireProtocol.TYPE_REJECT);
         final byte[] bytes = message.getBytes(StandardCharsets.UTF_8);
         final int n = Math.min(bytes.length, 1024);
-        buf.writeShort(1);
+        buf.writeShort(code);
         buf.writeShort(n);
         buf.writeBytes(bytes, 0, n);
         WireProtocol.endFrame(buf, start, crc);
+    }
+
+    /** The code of a REJECT body, without consuming it (1 when truncated). */
+    public static int rejectCode(final ByteBuf body)
+    {
+        return body.readableBytes() < 2 ? WireProtocol.REJECT_HANDSHAKE : body.getUnsignedShort(body.readerIndex());
     }
 
     public static String decodeReject(final ByteBuf body)

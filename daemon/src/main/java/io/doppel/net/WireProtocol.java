@@ -21,13 +21,18 @@ import java.util.zip.CRC32C;
  * Version history: 1 — first version (handshake, hashes for compare, data/zero blocks, acks, heartbeats;
  * FLUSH/FLUSHED were added during v1 development, before any release); 2 — generation identifiers, copy
  * state and a clean flag in HELLO/HELLO_OK, the primary's current generation in SYNC_DONE, so a reconnect
- * resyncs from the dirty map instead of comparing the whole volume.
+ * resyncs from the dirty map instead of comparing the whole volume; 3 — link authentication: the
+ * pre-shared-key challenge–response (AUTH_BEGIN, AUTH_REPLY, AUTH_PROOF, see {@link PskAuth}) before HELLO,
+ * and REJECT code 2 (authentication failed). A version-3 node still talks to a version-2 node when no
+ * pre-shared key is configured for that peer: the HELLO is unchanged and the versions agree on 2.
  */
 public final class WireProtocol
 {
     public static final int MAGIC = 0x444F504C; // "DOPL"
     public static final int VERSION_MIN = 2;
-    public static final int VERSION_MAX = 2;
+    public static final int VERSION_MAX = 3;
+    /** The version that introduced the AUTH_* frames (AUTH_BEGIN carries it). */
+    public static final int VERSION_AUTH = 3;
 
     public static final int LENGTH_FIELD_BYTES = 4;
     public static final int CHECKSUM_BYTES = 4;
@@ -56,7 +61,14 @@ public final class WireProtocol
     public static final int TYPE_SYNC_DONE = 11;
     public static final int TYPE_FLUSH = 12;
     public static final int TYPE_FLUSHED = 13;
-    public static final int TYPE_MAX = TYPE_FLUSHED;
+    public static final int TYPE_AUTH_BEGIN = 14;
+    public static final int TYPE_AUTH_REPLY = 15;
+    public static final int TYPE_AUTH_PROOF = 16;
+    public static final int TYPE_MAX = TYPE_AUTH_PROOF;
+
+    /** REJECT codes: the handshake was refused (names, sizes, versions, split brain), or authentication failed. */
+    public static final int REJECT_HANDSHAKE = 1;
+    public static final int REJECT_AUTH = 2;
 
     /** DATA body: seq u64, offset u64, length u32, codec u8, reserved u8[3], hash 16 bytes, payload. */
     public static final int DATA_HEADER_BYTES = 8 + 8 + 4 + 1 + 3 + 16;
@@ -89,6 +101,9 @@ public final class WireProtocol
             case TYPE_SYNC_DONE: return "SYNC_DONE";
             case TYPE_FLUSH: return "FLUSH";
             case TYPE_FLUSHED: return "FLUSHED";
+            case TYPE_AUTH_BEGIN: return "AUTH_BEGIN";
+            case TYPE_AUTH_REPLY: return "AUTH_REPLY";
+            case TYPE_AUTH_PROOF: return "AUTH_PROOF";
             default: return "0x" + Integer.toHexString(type);
         }
     }

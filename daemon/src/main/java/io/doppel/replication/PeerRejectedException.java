@@ -5,8 +5,17 @@ final class PeerRejectedException extends Exception
 {
     private static final long serialVersionUID = 1L;
 
+    /** Whether authentication failed (REJECT code 2, or this side refused the peer's proof or certificate). */
+    final boolean auth;
+
     PeerRejectedException(final String message)
     {
+        this(message, false);
+    }
+
+    PeerRejectedException(final String message, final boolean auth)
+    {
         super(message);
+        this.auth = auth;
     }
 }

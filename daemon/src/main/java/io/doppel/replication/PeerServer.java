@@ -5,6 +5,8 @@ import io.doppel.log.Log;
 import io.doppel.net.ConnectionGate;
 import io.doppel.net.FrameDecoder;
 import io.doppel.net.Heartbeat;
+import io.doppel.net.LinkSecurity;
+import io.doppel.net.PeerAuthGate;
 import io.doppel.net.ReadAhead;
 import io.doppel.net.Transport;
 import io.netty.bootstrap.ServerBootstrap;
@@ -20,7 +22,11 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.LongSupplier;
 
-/** Accepts peer links on {@code [node].listen}; each link names, in its handshake, the volume it feeds. */
+/**
+ * Accepts peer links on {@code [node].listen}; each link names, in its handshake, the volume it feeds. With
+ * TLS configured every link must complete mutual TLS first; {@link PeerAuthGate} then lets no frame through
+ * to a volume before the peer is authenticated.
+ */
 public final class PeerServer implements AutoCloseable
 {
     private final Channel serverChannel;
@@ -32,7 +38,7 @@ public final class PeerServer implements AutoCloseable
 
     public static PeerServer bind(final NodeConfig node, final Transport transport, final EventExecutorGroup applyGroup,
         final LinkTargets volumes, final ConnectionGate gate, final LongSupplier readAheadBytes,
-        final LongAdder readAheadStalls) throws IOException
+        final LongAdder readAheadStalls, final LinkSecurity security) throws IOException
     {
         final ServerBootstrap b = new ServerBootstrap()
             .group(transport.group())
@@ -46,10 +52,15 @@ public final class PeerServer implements AutoCloseable
                 protected void initChannel(final Channel ch)
                 {
                     ch.pipeline().addLast("gate", gate);
+                    if (security.tls())
+                    {
+                        ch.pipeline().addLast("tls", security.serverHandler(ch.alloc()));
+                    }
                     ch.pipeline().addLast(
                         new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
                         new Heartbeat(node.heartbeatIntervalMillis()),
-                        new FrameDecoder());
+                        new FrameDecoder(),
+                        new PeerAuthGate(security));
                     final ReadAhead readAhead = new ReadAhead(readAheadBytes.getAsLong(), readAheadStalls);
                     ch.pipeline().addLast(readAhead);
                     ch.pipeline().addLast(applyGroup, "apply",
@@ -63,7 +74,7 @@ public final class PeerServer implements AutoCloseable
                 + node.listen().getPort() + " ([node].listen): " + f.cause().getMessage());
         }
         Log.info(node.name() + "/peers", "listening for peer links on " + f.channel().localAddress()
-            + " (" + transport.name() + ")");
+            + " (" + transport.name() + (security.tls() ? ", mutual TLS" : "") + ")");
         return new PeerServer(f.channel());
     }
 

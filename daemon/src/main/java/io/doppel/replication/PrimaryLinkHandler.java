@@ -3,6 +3,7 @@ package io.doppel.replication;
 import io.doppel.log.Log;
 import io.doppel.net.Hello;
 import io.doppel.net.ProtocolException;
+import io.doppel.net.PskAuth;
 import io.doppel.net.WireProtocol;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.ChannelHandlerContext;
@@ -31,9 +32,13 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     private final long timeoutMillis;
     private final CRC32C crc = new CRC32C();
     private final CompletableFuture<Hello> hello = new CompletableFuture<>();
+    private final CompletableFuture<PskAuth.Reply> authReply = new CompletableFuture<>();
     private final LinkedBlockingQueue<ByteBuf> hashLists = new LinkedBlockingQueue<>();
     private volatile boolean closed;
     private volatile String closeReason = "link closed by peer";
+    /** The TLS failure that ended the link, if one did (a TLS 1.3 server refuses a client certificate after the
+     * client's side of the handshake is done, so it arrives here, not on the handshake future). */
+    private volatile Throwable tlsFailure;
 
     PrimaryLinkHandler(final String component, final VolumeState state, final AckTracker acks,
         final long timeoutMillis)
@@ -64,6 +69,31 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
         }
     }
 
+    /** The standby's answer to AUTH_BEGIN. */
+    PskAuth.Reply awaitAuthReply(final long millis) throws LinkDownException, PeerRejectedException, InterruptedException
+    {
+        try
+        {
+            return authReply.get(millis, TimeUnit.MILLISECONDS);
+        }
+        catch (final TimeoutException e)
+        {
+            throw new LinkDownException("no AUTH_REPLY within " + millis + " ms (does the peer speak protocol v3?)");
+        }
+        catch (final ExecutionException e)
+        {
+            if (e.getCause() instanceof PeerRejectedException)
+            {
+                throw (PeerRejectedException)e.getCause();
+            }
+            if (e.getCause() instanceof ProtocolException)
+            {
+                throw (ProtocolException)e.getCause();
+            }
+            throw new LinkDownException(closeReason);
+        }
+    }
+
     /** The next hash list (the caller releases it); waits while the link is up. */
     ByteBuf awaitHashList() throws LinkDownException, InterruptedException
     {
@@ -84,6 +114,11 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                 throw new LinkDownException("no hash list from the standby within " + timeoutMillis * 6 + " ms");
             }
         }
+    }
+
+    Throwable tlsFailure()
+    {
+        return tlsFailure;
     }
 
     boolean isClosed()
@@ -120,7 +155,22 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
                     hello.complete(Hello.decode(frame));
                     break;
                 case WireProtocol.TYPE_REJECT:
-                    hello.completeExceptionally(new PeerRejectedException("refused by peer: " + Hello.decodeReject(frame)));
+                    final boolean auth = Hello.rejectCode(frame) == WireProtocol.REJECT_AUTH;
+                    final PeerRejectedException rejected = new PeerRejectedException("refused by peer: "
+                        + Hello.decodeReject(frame), auth);
+                    authReply.completeExceptionally(rejected);
+                    hello.completeExceptionally(rejected);
+                    break;
+                case WireProtocol.TYPE_AUTH_REPLY:
+                    try
+                    {
+                        authReply.complete(PskAuth.decodeReply(frame));
+                    }
+                    catch (final ProtocolException e)
+                    {
+                        authReply.completeExceptionally(e);
+                        throw e;
+                    }
                     break;
                 case WireProtocol.TYPE_HASH_LIST:
                     hashLists.add(frame);
@@ -177,6 +227,14 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
     {
+        for (Throwable c = cause; c != null && tlsFailure == null; c = c.getCause() == c ? null : c.getCause())
+        {
+            if (c instanceof javax.net.ssl.SSLException)
+            {
+                tlsFailure = c;
+                closeReason = io.doppel.net.LinkSecurity.describe(c);
+            }
+        }
         if (closed || !ctx.channel().isActive())
         {
             return; // writes failing on a link that is already going: its first reason stands
@@ -191,6 +249,7 @@ final class PrimaryLinkHandler extends ChannelInboundHandlerAdapter
     public void channelInactive(final ChannelHandlerContext ctx)
     {
         closed = true;
+        authReply.completeExceptionally(new LinkDownException(closeReason));
         hello.completeExceptionally(new LinkDownException(closeReason));
         ctx.fireChannelInactive();
     }

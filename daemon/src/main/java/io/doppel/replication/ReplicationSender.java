@@ -8,6 +8,8 @@ import io.doppel.log.Log;
 import io.doppel.net.FrameDecoder;
 import io.doppel.net.Heartbeat;
 import io.doppel.net.Hello;
+import io.doppel.net.LinkSecurity;
+import io.doppel.net.PskAuth;
 import io.doppel.net.ProtocolException;
 import io.doppel.net.Transport;
 import io.doppel.net.WireProtocol;
@@ -75,6 +77,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final NodeConfig node;
     private final PeerConfig peer;
     private final Transport transport;
+    private final LinkSecurity security;
+    /** The TLS client context for this peer (null: TLS off). */
+    private final io.netty.handler.ssl.SslContext tls;
     private final String component;
     private final int blockSize;
     private final int frameBlocks;
@@ -141,8 +146,17 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private long lastSentLsn;
 
     public ReplicationSender(final PrimaryVolume primary, final NodeConfig node, final PeerConfig peer,
-        final Transport transport)
+        final Transport transport, final LinkSecurity security)
     {
+        this.security = security;
+        try
+        {
+            this.tls = security.tls() ? security.clientContext(peer) : null;
+        }
+        catch (final javax.net.ssl.SSLException e)
+        {
+            throw new IllegalStateException("cannot build a TLS context for peer " + peer.name() + ": " + e, e);
+        }
         this.primary = primary;
         this.volume = primary.volume();
         this.dirtyMap = primary.metadata().dirtyMap();
@@ -185,6 +199,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             try
             {
                 connect();
+                authenticate();
                 handshake();
                 backoff = MIN_BACKOFF_MS;
                 wait = backoff;
@@ -199,13 +214,27 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             catch (final PeerRejectedException e)
             {
+                if (e.auth)
+                {
+                    security.failed(e.getMessage().startsWith("refused by peer") ? "refused-by-peer" : "psk");
+                }
                 // Config must change on one side; retry slowly, without growing the link backoff.
                 lastProblem = report(e.getMessage(), lastProblem, true);
                 wait = REJECTED_BACKOFF_MS;
             }
             catch (final LinkDownException e)
             {
-                lastProblem = report(e.getMessage(), lastProblem, false);
+                if (link != null && link.tlsFailure() != null)
+                {
+                    final String reason = LinkSecurity.reasonOf(link.tlsFailure());
+                    security.failed(reason);
+                    lastProblem = report("TLS: " + e.getMessage() + " (" + reason + ")", lastProblem, true);
+                    wait = REJECTED_BACKOFF_MS;
+                }
+                else
+                {
+                    lastProblem = report(e.getMessage(), lastProblem, false);
+                }
             }
             catch (final ProtocolException e)
             {
@@ -260,6 +289,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 @Override
                 protected void initChannel(final Channel ch)
                 {
+                    if (tls != null)
+                    {
+                        ch.pipeline().addLast("tls", tls.newHandler(ch.alloc(), peer.address().getHostString(),
+                            peer.address().getPort()));
+                    }
                     ch.pipeline().addLast(
                         new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
                         new Heartbeat(node.heartbeatIntervalMillis()),
@@ -274,6 +308,60 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             throw new LinkDownException("cannot connect: " + f.cause().getMessage());
         }
         channel = f.channel();
+    }
+
+    /**
+     * Proves who this node is and checks who the standby is, before any HELLO: waits for the TLS handshake
+     * (the trust manager has then checked the standby's certificate), then runs the pre-shared-key exchange
+     * when this peer has a psk-file. A failure on this side is logged by the caller, counted here, and retried
+     * slowly, as config must change.
+     */
+    private void authenticate() throws LinkDownException, PeerRejectedException, InterruptedException
+    {
+        if (tls != null)
+        {
+            final io.netty.handler.ssl.SslHandler ssl = channel.pipeline().get(io.netty.handler.ssl.SslHandler.class);
+            if (!ssl.handshakeFuture().await(node.heartbeatTimeoutMillis()))
+            {
+                throw new LinkDownException("no TLS handshake within " + node.heartbeatTimeoutMillis() + " ms");
+            }
+            if (!ssl.handshakeFuture().isSuccess())
+            {
+                final Throwable cause = ssl.handshakeFuture().cause();
+                final String reason = LinkSecurity.reasonOf(cause);
+                if (cause instanceof java.nio.channels.ClosedChannelException)
+                {
+                    throw new LinkDownException("closed during the TLS handshake");
+                }
+                security.failed(reason);
+                throw new PeerRejectedException("TLS: " + LinkSecurity.describe(cause) + " (" + reason + ")");
+            }
+        }
+        if (peer.psk() == null)
+        {
+            return;
+        }
+        final byte[] key = peer.psk().bytes();
+        final byte[] clientNonce = PskAuth.nonce();
+        final ByteBuf begin = alloc.buffer();
+        PskAuth.encodeBegin(begin, clientNonce, node.name(), peer.name(), crc);
+        channel.writeAndFlush(begin);
+        final PskAuth.Reply reply = link.awaitAuthReply(node.heartbeatTimeoutMillis());
+        final byte[] expected = PskAuth.proof(key, PskAuth.SERVER_LABEL, node.name(), peer.name(), clientNonce,
+            reply.serverNonce());
+        if (reply.method() != PskAuth.METHOD_HMAC_SHA256 || !PskAuth.matches(expected, reply.serverProof()))
+        {
+            final String why = "peer " + peer.name() + " failed the pre-shared-key challenge: wrong key (compare both"
+                + " nodes' [[peer]].psk-file)";
+            final ByteBuf reject = alloc.buffer();
+            Hello.encodeReject(reject, WireProtocol.REJECT_AUTH, "authentication failed: " + why, crc);
+            channel.writeAndFlush(reject);
+            throw new PeerRejectedException(why, true);
+        }
+        final ByteBuf proof = alloc.buffer();
+        PskAuth.encodeProof(proof, PskAuth.proof(key, PskAuth.CLIENT_LABEL, node.name(), peer.name(), clientNonce,
+            reply.serverNonce()), crc);
+        channel.writeAndFlush(proof);
     }
 
     private void handshake() throws LinkDownException, PeerRejectedException, InterruptedException
@@ -328,7 +416,24 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         state.connected(true);
         state.connects.incrementAndGet();
         Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
-            + transport.name() + ")");
+            + transport.name() + ", " + linkSecurityText() + ")");
+    }
+
+    /** How this link is secured, for the connect line: "mutual TLS (TLSv1.3, ...)", "PSK", or "plaintext". */
+    private String linkSecurityText()
+    {
+        final StringBuilder b = new StringBuilder();
+        final io.netty.handler.ssl.SslHandler ssl = channel.pipeline().get(io.netty.handler.ssl.SslHandler.class);
+        if (ssl != null)
+        {
+            b.append("mutual TLS ").append(ssl.engine().getSession().getProtocol()).append(' ')
+                .append(ssl.engine().getSession().getCipherSuite());
+        }
+        if (peer.psk() != null)
+        {
+            b.append(b.length() > 0 ? " + " : "").append("pre-shared key");
+        }
+        return b.length() == 0 ? "plaintext" : b.toString();
     }
 
     /**

@@ -275,7 +275,7 @@ class ConfigLoaderTest
     @Test
     void volumePeerIsRequiredWithSeveralPeers()
     {
-        final String twoPeers = NODE + PEER + "[[peer]]\nname = \"gamma\"\naddress = \"10.0.0.3:7788\"\n"
+        final String twoPeers = NODE + PEER + "[[peer]]\nname = \"gamma\"\naddress = \"127.0.0.3:7788\"\n"
             + VOLUME.replace("peer = \"beta\"\n", "");
         refused(twoPeers, "[[volume vm1]].peer: missing", "beta", "gamma");
     }
@@ -395,12 +395,15 @@ class ConfigLoaderTest
     @TempDir
     Path tlsDir;
 
-    private String nodeWithTls(final String extra) throws IOException
+    /** Real PEM files made by openssl (the loader parses them; the test skips without openssl). */
+    private String nodeWithTls(final String extra) throws Exception
     {
-        final Path cert = Files.writeString(tlsDir.resolve("cert.pem"), "-----BEGIN CERTIFICATE-----\n");
-        final Path key = Files.writeString(tlsDir.resolve("key.pem"), "-----BEGIN PRIVATE KEY-----\n");
+        final io.doppel.tools.TestCertificates pki = io.doppel.tools.TestCertificates.newCa(tlsDir.resolve("pki"), "t");
+        final Path[] issued = pki.issue("alpha");
+        final Path cert = Files.copy(issued[0], tlsDir.resolve("cert.pem"));
+        final Path key = Files.copy(issued[1], tlsDir.resolve("key.pem"));
         Files.setPosixFilePermissions(key, java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
-        final Path ca = Files.writeString(tlsDir.resolve("ca.pem"), "-----BEGIN CERTIFICATE-----\n");
+        final Path ca = Files.copy(pki.caCert(), tlsDir.resolve("ca.pem"));
         return NODE + "tls-cert = \"" + cert + "\"\ntls-key = \"" + key + "\"\ntls-ca = \"" + ca + "\"\n" + extra + "\n";
     }
 

@@ -51,6 +51,10 @@ class NbdTlsTest
         cluster.alphaNbd = "127.0.0.1:" + port;
         cluster.alphaNodeExtra = String.join("\n", "tls-cert = \"" + server[0] + "\"", "tls-key = \"" + server[1] + "\"",
             "tls-ca = \"" + ca.caCert() + "\"", "nbd-tls = \"require\"");
+        // TLS on a node secures its peer links too: beta needs its own certificate from the same CA
+        final Path[] betaCert = ca.issue("beta");
+        cluster.betaNodeExtra = String.join("\n", "tls-cert = \"" + betaCert[0] + "\"", "tls-key = \"" + betaCert[1]
+            + "\"", "tls-ca = \"" + ca.caCert() + "\"");
         final Path source = dir.resolve("source.raw");
         final byte[] data = new byte[8 << 20];
         new SplittableRandom(81).nextBytes(data);

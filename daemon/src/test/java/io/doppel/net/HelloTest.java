@@ -116,7 +116,7 @@ class HelloTest
     void matchingHelloIsAccepted()
     {
         assertThat(fromAlpha().mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).isNull();
-        assertThat(fromAlpha().agreedVersion()).isEqualTo(2);
+        assertThat(fromAlpha().agreedVersion()).isEqualTo(WireProtocol.VERSION_MAX);
     }
 
     @Test
@@ -172,17 +172,21 @@ class HelloTest
         final Hello v7 = new Hello(WireProtocol.MAGIC, 7, 7, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
         assertThat(v7.agreedVersion()).isEqualTo(-1);
         assertThat(v7.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK))
-            .isEqualTo("protocol version 7 not supported: this node speaks 2");
+            .isEqualTo("protocol version 7 not supported: this node speaks 2..3");
 
-        final Hello range = new Hello(WireProtocol.MAGIC, 3, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
-        assertThat(range.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).contains("protocol version 3..5");
+        final Hello range = new Hello(WireProtocol.MAGIC, 4, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
+        assertThat(range.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).contains("protocol version 4..5");
         final Hello v1 = new Hello(WireProtocol.MAGIC, 1, 1, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
         assertThat(v1.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK))
-            .isEqualTo("protocol version 1 not supported: this node speaks 2");
+            .isEqualTo("protocol version 1 not supported: this node speaks 2..3");
 
         // a peer that also speaks newer versions agrees on ours
         final Hello wide = new Hello(WireProtocol.MAGIC, 1, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
-        assertThat(wide.agreedVersion()).isEqualTo(2);
+        assertThat(wide.agreedVersion()).isEqualTo(3);
+        // a version-2 node (before link authentication) still agrees with this one
+        final Hello v2 = new Hello(WireProtocol.MAGIC, 2, 2, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
+        assertThat(v2.agreedVersion()).isEqualTo(2);
+        assertThat(v2.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).isNull();
         assertThat(wide.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).isNull();
 
         // the version is checked first: everything else may be wrong too

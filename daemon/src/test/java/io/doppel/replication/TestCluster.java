@@ -39,8 +39,11 @@ public final class TestCluster
     /** vm1's {@code after-split-brain} policy (null: the default). */
     public String afterSplitBrain;
 
-    /** Raw TOML lines added to alpha's [node] table (such as TLS keys). */
+    /** Raw TOML lines added to each node's [node] table and [[peer]] entry (link security keys). */
     public String alphaNodeExtra = "";
+    public String betaNodeExtra = "";
+    public String alphaPeerExtra = "";
+    public String betaPeerExtra = "";
 
     /** Raw TOML appended to alpha's file (whole tables, such as [limits]). */
     public String alphaExtra = "";
@@ -83,11 +86,12 @@ public final class TestCluster
             "data-dir = \"" + dir.resolve(node) + "\"",
             "heartbeat-interval = \"500ms\"",
             "heartbeat-timeout = \"5s\"",
-            node.equals("alpha") ? alphaNodeExtra : "",
+            node.equals("alpha") ? alphaNodeExtra : betaNodeExtra,
             "",
             "[[peer]]",
             "name = \"" + peer + "\"",
             "address = \"127.0.0.1:" + peerPort + "\"",
+            node.equals("alpha") ? alphaPeerExtra : betaPeerExtra,
             "",
             "[[volume]]",
             "name = \"vm1\"",
