@@ -163,7 +163,7 @@ public final class ConfigLoader
         return new NodeConfig(name,
             address(string(n, "listen", NodeConfig.DEFAULT_LISTEN, "[node]."), "[node].listen"),
             address(string(n, "admin", NodeConfig.DEFAULT_ADMIN, "[node]."), "[node].admin"),
-            Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node].")),
+            path(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node]."), "[node].data-dir"),
             interval, timeout, level, tls, nbdTls);
     }
 
@@ -208,7 +208,7 @@ public final class ConfigLoader
         {
             return null;
         }
-        final Path path = Path.of(text(n.get(key), "[node]." + key));
+        final Path path = path(text(n.get(key), "[node]." + key), "[node]." + key);
         if (!Files.isRegularFile(path) || !Files.isReadable(path))
         {
             throw fail("[node]." + key + "=\"" + path + "\": " + (Files.exists(path) ? "not a readable file"
@@ -280,7 +280,7 @@ public final class ConfigLoader
     {
         final String name = name(v, "[[volume]].name");
         final String where = "[[volume " + name + "]].";
-        final Path path = Path.of(required(v, "path", where + "path"));
+        final Path path = path(required(v, "path", where + "path"), where + "path");
         final long size = v.has("size") ? size(v, "size", where) : 0;
         if (v.has("size") && size <= 0)
         {
@@ -479,6 +479,38 @@ public final class ConfigLoader
         {
             throw fail(where + "=\"" + text + "\": " + e.getMessage());
         }
+    }
+
+    /** A path from the config; one the OS cannot name (a NUL byte in it) is refused here, not at startup. */
+    private Path path(final String text, final String where) throws ConfigException
+    {
+        try
+        {
+            return Path.of(text);
+        }
+        catch (final java.nio.file.InvalidPathException e)
+        {
+            throw fail(where + "=\"" + printable(text) + "\": not a usable path (" + e.getReason() + ")");
+        }
+    }
+
+    /** {@code text} with control characters written as backslash-u escapes, so a message never carries a raw NUL. */
+    private static String printable(final String text)
+    {
+        final StringBuilder b = new StringBuilder(text.length());
+        for (int i = 0; i < text.length(); i++)
+        {
+            final char c = text.charAt(i);
+            if (Character.isISOControl(c))
+            {
+                b.append(String.format(Locale.ROOT, "\\u%04x", (int)c));
+            }
+            else
+            {
+                b.append(c);
+            }
+        }
+        return b.toString();
     }
 
     private InetSocketAddress address(final String text, final String where) throws ConfigException
