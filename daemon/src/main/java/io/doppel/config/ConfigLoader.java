@@ -269,7 +269,7 @@ public final class ConfigLoader
         {
             return dflt;
         }
-        if (!n.isIntegralNumber() || n.asLong() < min || n.asLong() > max)
+        if (!n.isIntegralNumber() || !n.canConvertToLong() || n.asLong() < min || n.asLong() > max)
         {
             throw fail("[limits]." + key + "=" + n + ": expected a whole number between " + min + " and " + max);
         }
@@ -451,6 +451,11 @@ public final class ConfigLoader
         final JsonNode n = table.get(key);
         if (n.isIntegralNumber())
         {
+            if (!n.canConvertToLong())
+            {
+                // asLong() would keep the low 64 bits: 2^64 + 4096 would read as 4096
+                throw fail(prefix + key + "=" + n + ": too large; expected " + Units.SIZE_FORMS);
+            }
             return n.asLong();
         }
         return parse(n, prefix + key, Units::parseSize);
