@@ -143,7 +143,7 @@ public final class ConfigLoader
         final String name = name(n, "[node].name");
         final long interval = duration(n, "heartbeat-interval", NodeConfig.DEFAULT_HEARTBEAT_INTERVAL, "[node].");
         final long timeout = duration(n, "heartbeat-timeout", NodeConfig.DEFAULT_HEARTBEAT_TIMEOUT, "[node].");
-        if (interval < 100 || timeout < 2 * interval)
+        if (interval < 100 || timeout / 2 < interval) // not 2 * interval: that overflows for huge values
         {
             throw fail("[node].heartbeat-timeout=" + timeout + "ms with heartbeat-interval=" + interval
                 + "ms: expected an interval of at least 100ms and a timeout of at least twice the interval");
