@@ -428,8 +428,22 @@ class PeerLinkFuzzTest
                 WireProtocol.endFrame(buf, start, new CRC32C());
                 all.write(bytes(buf));
             }
+            final VolumeState state = beta.standby("vm1").state();
+            final long before = state.bytesReceived();
             writeQuietly(s, all.toByteArray());
-            Thread.sleep(3_000); // the standby hashes while we do not read
+            // We do not read while the standby hashes: wait until it took every request or dropped the link.
+            final long deadline = System.nanoTime() + 30_000_000_000L;
+            long seen = -1;
+            int still = 0;
+            while (System.nanoTime() < deadline && state.connected()
+                && state.bytesReceived() - before < all.size() && still < 40)
+            {
+                Thread.sleep(50);
+                final long now = state.bytesReceived();
+                still = now == seen ? still + 1 : 0; // two seconds without progress: the link is down
+                seen = now;
+            }
+            Thread.sleep(200);
             final long received = readUntilClosed(s, 10_000);
             assertThat(received).as("bytes of hash lists the standby kept for a peer that did not read them")
                 .isLessThan(18L << 20);
