@@ -567,8 +567,12 @@ class NbdFuzzTest
 
     // ---------------------------------------------------------------- helpers
 
+    /** When the last connection was opened: the tests stay under [limits].connection-rate (100 a second). */
+    private static long lastConnect;
+
     private static Socket connect(final int port) throws IOException
     {
+        pace();
         final Socket s = new Socket(InetAddress.getLoopbackAddress(), port);
         s.setSoTimeout(10_000);
         s.setTcpNoDelay(true);
@@ -698,5 +702,16 @@ class NbdFuzzTest
             // reset: closed
         }
         return total;
+    }
+
+    /** Waits so that connections open at most one per 15 ms (the gate refuses more than 100 a second). */
+    private static void pace()
+    {
+        final long wait = lastConnect + 15_000_000L - System.nanoTime();
+        if (wait > 0)
+        {
+            java.util.concurrent.locks.LockSupport.parkNanos(wait);
+        }
+        lastConnect = System.nanoTime();
     }
 }

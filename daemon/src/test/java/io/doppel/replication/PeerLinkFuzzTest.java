@@ -495,8 +495,12 @@ class PeerLinkFuzzTest
         }
     }
 
+    /** When the last connection was opened: the tests stay under [limits].connection-rate (100 a second). */
+    private static long lastConnect;
+
     private static Socket connect() throws IOException
     {
+        pace();
         final Socket s = new Socket(InetAddress.getLoopbackAddress(), cluster.betaListen);
         s.setSoTimeout(10_000);
         return s;
@@ -552,5 +556,16 @@ class PeerLinkFuzzTest
             // reset by peer counts as closed
         }
         return total;
+    }
+
+    /** Waits so that connections open at most one per 15 ms (the gate refuses more than 100 a second). */
+    private static void pace()
+    {
+        final long wait = lastConnect + 15_000_000L - System.nanoTime();
+        if (wait > 0)
+        {
+            java.util.concurrent.locks.LockSupport.parkNanos(wait);
+        }
+        lastConnect = System.nanoTime();
     }
 }
