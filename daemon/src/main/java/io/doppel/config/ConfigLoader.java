@@ -151,7 +151,7 @@ public final class ConfigLoader
         final String name = name(n, "[node].name");
         final long interval = duration(n, "heartbeat-interval", NodeConfig.DEFAULT_HEARTBEAT_INTERVAL, "[node].");
         final long timeout = duration(n, "heartbeat-timeout", NodeConfig.DEFAULT_HEARTBEAT_TIMEOUT, "[node].");
-        if (interval < 100 || timeout < 2 * interval)
+        if (interval < 100 || timeout / 2 < interval) // not 2 * interval: that overflows for huge values
         {
             throw fail("[node].heartbeat-timeout=" + timeout + "ms with heartbeat-interval=" + interval
                 + "ms: expected an interval of at least 100ms and a timeout of at least twice the interval");
@@ -168,7 +168,7 @@ public final class ConfigLoader
             throw fail("[node].nbd-tls=\"" + nbdTls.configName() + "\": needs tls-cert, tls-key and tls-ca in [node]"
                 + " (the server's certificate and key, and the CA that signs NBD clients' certificates)");
         }
-        final Path dataDir = Path.of(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node]."));
+        final Path dataDir = path(string(n, "data-dir", NodeConfig.DEFAULT_DATA_DIR, "[node]."), "[node].data-dir");
         final String tokenFile = string(n, "admin-token-file", null, "[node].");
         if (tokenFile != null && (tokenFile.isBlank() || tokenFile.endsWith("/")))
         {
@@ -179,7 +179,7 @@ public final class ConfigLoader
             address(string(n, "listen", NodeConfig.DEFAULT_LISTEN, "[node]."), "[node].listen"),
             address(string(n, "admin", NodeConfig.DEFAULT_ADMIN, "[node]."), "[node].admin"),
             dataDir, interval, timeout, level, tls, nbdTls,
-            tokenFile == null ? dataDir.resolve(NodeConfig.DEFAULT_ADMIN_TOKEN_FILE_NAME) : Path.of(tokenFile));
+            tokenFile == null ? dataDir.resolve(NodeConfig.DEFAULT_ADMIN_TOKEN_FILE_NAME) : path(tokenFile, "[node].admin-token-file"));
     }
 
     /** tls-cert and tls-key together (PEM files that exist; the key not readable by others), tls-ca optional. */
@@ -237,7 +237,7 @@ public final class ConfigLoader
         {
             return null;
         }
-        final Path path = Path.of(text(n.get(key), "[node]." + key));
+        final Path path = path(text(n.get(key), "[node]." + key), "[node]." + key);
         if (!Files.isRegularFile(path) || !Files.isReadable(path))
         {
             throw fail("[node]." + key + "=\"" + path + "\": " + (Files.exists(path) ? "not a readable file"
@@ -400,7 +400,7 @@ public final class ConfigLoader
         {
             return dflt;
         }
-        if (!n.isIntegralNumber() || n.asLong() < min || n.asLong() > max)
+        if (!n.isIntegralNumber() || !n.canConvertToLong() || n.asLong() < min || n.asLong() > max)
         {
             throw fail("[limits]." + key + "=" + n + ": expected a whole number between " + min + " and " + max);
         }
@@ -411,7 +411,7 @@ public final class ConfigLoader
     {
         final String name = name(v, "[[volume]].name");
         final String where = "[[volume " + name + "]].";
-        final Path path = Path.of(required(v, "path", where + "path"));
+        final Path path = path(required(v, "path", where + "path"), where + "path");
         final long size = v.has("size") ? size(v, "size", where) : 0;
         if (v.has("size") && size <= 0)
         {
@@ -582,6 +582,11 @@ public final class ConfigLoader
         final JsonNode n = table.get(key);
         if (n.isIntegralNumber())
         {
+            if (!n.canConvertToLong())
+            {
+                // asLong() would keep the low 64 bits: 2^64 + 4096 would read as 4096
+                throw fail(prefix + key + "=" + n + ": too large; expected " + Units.SIZE_FORMS);
+            }
             return n.asLong();
         }
         return parse(n, prefix + key, Units::parseSize);
@@ -610,6 +615,38 @@ public final class ConfigLoader
         {
             throw fail(where + "=\"" + text + "\": " + e.getMessage());
         }
+    }
+
+    /** A path from the config; one the OS cannot name (a NUL byte in it) is refused here, not at startup. */
+    private Path path(final String text, final String where) throws ConfigException
+    {
+        try
+        {
+            return Path.of(text);
+        }
+        catch (final java.nio.file.InvalidPathException e)
+        {
+            throw fail(where + "=\"" + printable(text) + "\": not a usable path (" + e.getReason() + ")");
+        }
+    }
+
+    /** {@code text} with control characters written as backslash-u escapes, so a message never carries a raw NUL. */
+    private static String printable(final String text)
+    {
+        final StringBuilder b = new StringBuilder(text.length());
+        for (int i = 0; i < text.length(); i++)
+        {
+            final char c = text.charAt(i);
+            if (Character.isISOControl(c))
+            {
+                b.append(String.format(Locale.ROOT, "\\u%04x", (int)c));
+            }
+            else
+            {
+                b.append(c);
+            }
+        }
+        return b.toString();
     }
 
     private InetSocketAddress address(final String text, final String where) throws ConfigException

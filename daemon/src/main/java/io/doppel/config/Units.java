@@ -60,13 +60,21 @@ public final class Units
         {
             throw new IllegalArgumentException("expected " + DURATION_FORMS);
         }
-        final long n = Long.parseLong(m.group(1));
-        switch (m.group(2))
+        try
         {
-            case "ms": return n;
-            case "s": return n * 1000;
-            case "m": return n * 60_000;
-            default: return n * 3_600_000;
+            final long n = Long.parseLong(m.group(1));
+            switch (m.group(2))
+            {
+                case "ms": return n;
+                case "s": return Math.multiplyExact(n, 1000L);
+                case "m": return Math.multiplyExact(n, 60_000L);
+                default: return Math.multiplyExact(n, 3_600_000L);
+            }
+        }
+        catch (final NumberFormatException | ArithmeticException e)
+        {
+            // "9999999999999999h" used to wrap around to a negative or a small number of milliseconds
+            throw new IllegalArgumentException("too large: at most " + Long.MAX_VALUE + "ms");
         }
     }
 

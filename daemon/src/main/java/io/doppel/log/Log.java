@@ -61,14 +61,6 @@ public final class Log
         log(Level.DEBUG, component, message);
     }
 
-    /** Sends the lines to {@code stream} from now on (tests read them); returns where they went before. */
-    public static PrintStream output(final PrintStream stream)
-    {
-        final PrintStream before = out;
-        out = stream;
-        return before;
-    }
-
     public static boolean debugEnabled()
     {
         return threshold == Level.DEBUG;

@@ -3,6 +3,7 @@ package io.doppel.nbd;
 import io.doppel.log.Log;
 import io.doppel.storage.DiskWriteException;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFutureListener;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.handler.codec.ByteToMessageDecoder;
@@ -54,6 +55,11 @@ final class NbdConnection extends ByteToMessageDecoder
      * ends: one write task and one syscall for a whole queue depth of writes instead of one each.
      */
     private ByteBuf replies;
+    /**
+     * Requests wait unserved because replies above the channel's high water mark are unsent: a client that
+     * sends READs and never reads the replies would otherwise make the server hold every reply in memory.
+     */
+    private boolean paused;
 
     /** The export this client entered, or null before that (read by the server on a role change). */
     String exportName()
@@ -89,15 +95,31 @@ final class NbdConnection extends ByteToMessageDecoder
     }
 
     @Override
-    public void channelReadComplete(final ChannelHandlerContext ctx) throws Exception
+    public void channelReadComplete(final ChannelHandlerContext ctx)
     {
         writeReplies(ctx);
         ctx.flush();
-        super.channelReadComplete(ctx);
-        if (phase != Phase.CLOSED)
+        // Not super.channelReadComplete: it asks for the next read whenever no message went down the
+        // pipeline (none ever does), which would read on while replies pile up unsent.
+        discardSomeReadBytes();
+        ctx.fireChannelReadComplete();
+        if (phase != Phase.CLOSED && !paused)
         {
             ctx.read();
         }
+    }
+
+    /** The client read enough of its replies: serve the requests left in the read buffer, then read on. */
+    @Override
+    public void channelWritabilityChanged(final ChannelHandlerContext ctx) throws Exception
+    {
+        if (paused && ctx.channel().isWritable() && phase != Phase.CLOSED)
+        {
+            paused = false;
+            channelRead(ctx, Unpooled.EMPTY_BUFFER);
+            channelReadComplete(ctx);
+        }
+        ctx.fireChannelWritabilityChanged();
     }
 
     @Override
@@ -469,6 +491,13 @@ final class NbdConnection extends ByteToMessageDecoder
     {
         if (in.readableBytes() < REQUEST_HEADER_BYTES)
         {
+            return false;
+        }
+        if (!ctx.channel().isWritable())
+        {
+            // The client does not read its replies as fast as it asks: leave the rest of its requests in the
+            // read buffer and read no more until the unsent replies drain (channelWritabilityChanged).
+            paused = true;
             return false;
         }
         final int start = in.readerIndex();

@@ -8,6 +8,7 @@ import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
+import io.netty.channel.WriteBufferWaterMark;
 import io.netty.channel.epoll.Epoll;
 import io.netty.channel.epoll.EpollServerDomainSocketChannel;
 import io.netty.channel.unix.DomainSocketAddress;
@@ -27,6 +28,10 @@ import java.util.concurrent.TimeUnit;
  */
 public final class NbdServer implements AutoCloseable
 {
+    /** Unsent reply bytes per client at which it stops being served, and below which it is served again. */
+    static final int REPLY_HIGH_WATER = 2 << 20;
+    static final int REPLY_LOW_WATER = 512 << 10;
+
     private final String address;
     private final Channel channel;
     private final Path socketPath;
@@ -110,6 +115,10 @@ public final class NbdServer implements AutoCloseable
             io.netty.util.concurrent.GlobalEventExecutor.INSTANCE);
         final ServerBootstrap b = new ServerBootstrap().group(transport.group())
             .childOption(ChannelOption.AUTO_READ, false)
+            // Above the high mark a connection serves no more requests until its replies drain below the
+            // low one: unsent replies per client stay under the mark plus one request's reply.
+            .childOption(ChannelOption.WRITE_BUFFER_WATER_MARK, new WriteBufferWaterMark(REPLY_LOW_WATER,
+                REPLY_HIGH_WATER))
             .childHandler(new ChannelInitializer<Channel>()
             {
                 @Override

@@ -30,6 +30,12 @@ import java.util.zip.CRC32C;
  */
 final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
 {
+    /**
+     * Unsent reply bytes beyond which a HASH_REQUEST is refused: twice the hash lists a primary may have in
+     * flight (HASH_WINDOW lists of at most 1 MiB).
+     */
+    static final long MAX_UNSENT_BYTES = 2L * ReplicationSender.HASH_WINDOW * (WireProtocol.MAX_LENGTH + 4);
+
     private final String nodeName;
     private final LinkTargets volumes;
     private final long timeoutMillis;
@@ -248,6 +254,15 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         {
             throw new ProtocolException("HASH_REQUEST for blocks " + start + "+" + count + ": expected 1-"
                 + WireProtocol.MAX_HASHES_PER_LIST + " blocks within 0-" + blocks);
+        }
+        final long unsent = ctx.channel().bytesBeforeWritable();
+        if (unsent > MAX_UNSENT_BYTES)
+        {
+            // Each 24-byte request makes up to a 1 MiB list: a peer that asks and never reads would make this
+            // side hold every list. A real primary keeps at most HASH_WINDOW lists in flight.
+            throw new ProtocolException("HASH_REQUEST while " + unsent + " bytes of earlier replies are still unsent:"
+                + " the primary does not read its hash lists (at most " + ReplicationSender.HASH_WINDOW
+                + " may be in flight)");
         }
         final ByteBuf list = ctx.alloc().buffer(WireProtocol.HEADER_BYTES + 12 + count * WireProtocol.HASH_BYTES);
         try

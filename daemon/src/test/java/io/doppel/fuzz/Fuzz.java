@@ -1,0 +1,106 @@
+package io.doppel.fuzz;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.logging.Handler;
+import java.util.logging.Level;
+import java.util.logging.LogRecord;
+import java.util.logging.Logger;
+
+/**
+ * What the fuzz tests share: how many cases to run and from which seed, and a watch on the two ways a
+ * hostile input can hurt a daemon without failing the call that fed it: a thread that dies of an uncaught
+ * exception, and an exception that Netty only logs (one that reached the tail of a pipeline, a task that
+ * threw on an event loop, a leaked buffer).
+ *
+ * <p>The default run is short so {@code mvn -B verify} stays fast. {@code -Dfuzz.iterations=N} runs every
+ * fuzzer N times (per input kind), {@code -Dfuzz.seed=S} starts from another seed (the default is fixed,
+ * so a CI failure reproduces; a failure message names the seed and the case).
+ */
+public final class Fuzz
+{
+    /** The seed every fuzzer derives its cases from. */
+    public static final long SEED = Long.getLong("fuzz.seed", 0x0D0BBE1L);
+
+    private Fuzz()
+    {
+    }
+
+    /** Cases to run: {@code -Dfuzz.iterations} when given, else {@code quick} (the default CI budget). */
+    public static int iterations(final int quick)
+    {
+        final Integer n = Integer.getInteger("fuzz.iterations");
+        return n == null ? quick : Math.max(1, n);
+    }
+
+    /** True when a longer run was asked for ({@code -Dfuzz.iterations}). */
+    public static boolean longRun()
+    {
+        return Integer.getInteger("fuzz.iterations") != null;
+    }
+
+    /**
+     * Collects uncaught exceptions of any thread and WARNING-or-worse records from Netty's loggers while
+     * it is open. Netty logs through java.util.logging here (no SLF4J on the class path).
+     */
+    public static final class Watch implements AutoCloseable
+    {
+        private final List<String> problems = new ArrayList<>();
+        private final Thread.UncaughtExceptionHandler previous;
+        private final Logger netty = Logger.getLogger("io.netty");
+        private final Handler handler = new Handler()
+        {
+            @Override
+            public void publish(final LogRecord r)
+            {
+                if (r.getLevel().intValue() >= Level.WARNING.intValue())
+                {
+                    add("netty " + r.getLevel() + " " + r.getLoggerName() + ": " + r.getMessage()
+                        + (r.getThrown() == null ? "" : " " + r.getThrown()));
+                }
+            }
+
+            @Override
+            public void flush()
+            {
+            }
+
+            @Override
+            public void close()
+            {
+            }
+        };
+
+        public Watch()
+        {
+            previous = Thread.getDefaultUncaughtExceptionHandler();
+            Thread.setDefaultUncaughtExceptionHandler((t, e) ->
+            {
+                add("thread " + t.getName() + " died: " + e);
+                if (previous != null)
+                {
+                    previous.uncaughtException(t, e);
+                }
+            });
+            netty.addHandler(handler);
+        }
+
+        private synchronized void add(final String problem)
+        {
+            problems.add(problem);
+        }
+
+        /** What went wrong so far (empty when nothing). */
+        public synchronized List<String> problems()
+        {
+            return new ArrayList<>(problems);
+        }
+
+        @Override
+        public void close()
+        {
+            netty.removeHandler(handler);
+            Thread.setDefaultUncaughtExceptionHandler(previous);
+        }
+    }
+}
