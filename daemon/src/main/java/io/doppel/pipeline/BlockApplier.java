@@ -58,7 +58,10 @@ public final class BlockApplier
         {
             throw new ProtocolException("DATA frame: unknown codec " + codecId + " (expected 0-2)");
         }
-        final ByteBuffer in = body.nioBuffer(body.readerIndex(), payload);
+        // The frame's internal view (no allocation per block); only a frame split over several buffers
+        // gets a merged copy.
+        final ByteBuffer in = body.nioBufferCount() == 1
+            ? body.internalNioBuffer(body.readerIndex(), payload) : body.nioBuffer(body.readerIndex(), payload);
         scratch.clear();
         if (codec == Compression.NONE)
         {

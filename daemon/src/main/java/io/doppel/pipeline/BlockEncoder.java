@@ -92,7 +92,9 @@ public final class BlockEncoder
             }
             else
             {
-                frame.setBytes(payloadIndex, src.duplicate().clear().position(index).limit(index + length));
+                // Absolute copy into the frame's internal view: a src.duplicate() here cost an object per block.
+                final ByteBuffer out = frame.internalNioBuffer(payloadIndex, length);
+                out.put(out.position(), src, index, length);
                 frame.writerIndex(payloadIndex + length);
             }
             payloadBytes += frame.writerIndex() - payloadIndex;

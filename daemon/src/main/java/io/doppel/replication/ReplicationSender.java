@@ -29,6 +29,7 @@ import io.netty.channel.ChannelInitializer;
 import io.netty.channel.ChannelOption;
 import io.netty.channel.WriteBufferWaterMark;
 import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.concurrent.FastThreadLocalThread;
 
 import java.nio.ByteBuffer;
 import java.util.concurrent.TimeUnit;
@@ -158,7 +159,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.zeroBlockHash = BlockHash.ofZeros(blockSize);
         this.encoder = new BlockEncoder(primary.config().compression());
         this.recoveredExtentsPending = primary.metadata().alRecoveryPending();
-        this.thread = new Thread(this, "doppel-sender-" + primary.name());
+        // A FastThreadLocalThread, like an event loop: Netty 4.2 gives only those a recycler pool for the
+        // pooled buffers' wrapper objects, so a plain Thread allocated ~120 B per frame it encoded.
+        this.thread = new FastThreadLocalThread(this, "doppel-sender-" + primary.name());
         this.thread.setDaemon(true);
     }
 
