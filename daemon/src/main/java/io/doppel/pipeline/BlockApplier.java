@@ -1,6 +1,5 @@
 package io.doppel.pipeline;
 
-import com.dynatrace.hash4j.hashing.HashValue128;
 import com.github.luben.zstd.Zstd;
 import io.doppel.net.ProtocolException;
 import io.doppel.net.WireProtocol;
@@ -24,6 +23,7 @@ public final class BlockApplier
 
     private final Volume volume;
     private long lastLength;
+    private final BlockHasher hasher = new BlockHasher();
     private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES)
         .order(java.nio.ByteOrder.LITTLE_ENDIAN);
 
@@ -80,8 +80,8 @@ public final class BlockApplier
                     + " payload decompressed to " + n + " bytes, expected " + length);
             }
         }
-        final HashValue128 hash = BlockHash.of(scratch, 0, length);
-        if (hash.getMostSignificantBits() != hashHi || hash.getLeastSignificantBits() != hashLo)
+        hasher.hash(scratch, 0, length);
+        if (hasher.high() != hashHi || hasher.low() != hashLo)
         {
             throw new ProtocolException("DATA frame at offset " + offset + " length " + length
                 + ": XXH3-128 mismatch after decompression (block not written)");

@@ -1,6 +1,5 @@
 package io.doppel.pipeline;
 
-import com.dynatrace.hash4j.hashing.HashValue128;
 import com.github.luben.zstd.Zstd;
 import io.doppel.net.WireProtocol;
 import io.doppel.storage.ZeroBlocks;
@@ -31,6 +30,7 @@ public final class BlockEncoder
 
     private Compression compression;
     private final CRC32C crc = new CRC32C();
+    private final BlockHasher hasher = new BlockHasher();
 
     private long rawBytes;
     private long payloadBytes;
@@ -69,7 +69,7 @@ public final class BlockEncoder
             zeroBytes += length;
             return encodeZero(alloc, seq, offset, length);
         }
-        final HashValue128 hash = BlockHash.of(src, index, length);
+        hasher.hash(src, index, length);
         final int maxPayload = maxPayload(length);
         final ByteBuf frame = alloc.directBuffer(WireProtocol.HEADER_BYTES + WireProtocol.DATA_HEADER_BYTES + maxPayload);
         try
@@ -81,8 +81,8 @@ public final class BlockEncoder
             final int codecIndex = frame.writerIndex();
             frame.writeByte(Compression.NONE.wireId());
             frame.writeZero(3);
-            frame.writeLong(hash.getMostSignificantBits());
-            frame.writeLong(hash.getLeastSignificantBits());
+            frame.writeLong(hasher.high());
+            frame.writeLong(hasher.low());
             final int payloadIndex = frame.writerIndex();
             final int compressed = compress(src, index, length, frame, payloadIndex, maxPayload);
             if (compressed > 0 && compressed <= length * MIN_SAVING_RATIO)
