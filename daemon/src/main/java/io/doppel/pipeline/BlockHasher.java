@@ -1,6 +1,7 @@
 package io.doppel.pipeline;
 
 import com.dynatrace.hash4j.hashing.HashValue128;
+import io.doppel.storage.ZeroBlocks;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -93,6 +94,23 @@ public final class BlockHasher
         low = merge(a, MERGE_LOW, length * PRIME64_1);
         high = merge(a, MERGE_HIGH, ~(length * PRIME64_2));
         return this;
+    }
+
+    /**
+     * As {@link BlockHash#ofBlock}: an all-zero block is not hashed; a whole one takes {@code zeroBlock}'s
+     * value (the hash of {@code blockSize} zero bytes). For compares, which hash every block of a volume.
+     */
+    public BlockHasher hashBlock(final ByteBuffer window, final int index, final int length, final int blockSize,
+        final HashValue128 zeroBlock)
+    {
+        if (ZeroBlocks.isZero(window, index, length))
+        {
+            final HashValue128 h = length == blockSize ? zeroBlock : BlockHash.ofZeros(length);
+            high = h.getMostSignificantBits();
+            low = h.getLeastSignificantBits();
+            return this;
+        }
+        return hash(window, index, length);
     }
 
     /** The most significant 64 bits of the last hash ({@link HashValue128#getMostSignificantBits()}). */

@@ -13,6 +13,7 @@ import io.doppel.net.Transport;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockEncoder;
 import io.doppel.pipeline.BlockHash;
+import io.doppel.pipeline.BlockHasher;
 import io.doppel.pipeline.Compression;
 import io.doppel.storage.DirtyMap;
 import io.doppel.storage.Volume;
@@ -81,6 +82,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final int frameBlocks;
     /** The hash of a whole zero block, computed once for every compare and verify. */
     private final HashValue128 zeroBlockHash;
+    /** Hashes local blocks for compares and verifies without an object per block (sender thread only). */
+    private final BlockHasher hasher = new BlockHasher();
     private final BlockEncoder encoder;
     private final ByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
     private final CRC32C crc = new CRC32C();
@@ -619,9 +622,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final int length = blockLength(block);
             final long hi = list.readLong();
             final long lo = list.readLong();
-            final HashValue128 local = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset), length,
-                blockSize, zeroBlockHash);
-            if (local.getMostSignificantBits() != hi || local.getLeastSignificantBits() != lo)
+            hasher.hashBlock(volume.windowFor(offset), volume.indexInWindow(offset), length, blockSize, zeroBlockHash);
+            if (hasher.high() != hi || hasher.low() != lo)
             {
                 dirtyMap.mark(block);
             }
@@ -714,10 +716,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 continue;
             }
             final long offset = block * blockSize;
-            final HashValue128 h = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset),
-                blockLength(block), blockSize, zeroBlockHash);
-            verifyHashes[2 * i] = h.getMostSignificantBits();
-            verifyHashes[2 * i + 1] = h.getLeastSignificantBits();
+            hasher.hashBlock(volume.windowFor(offset), volume.indexInWindow(offset), blockLength(block), blockSize,
+                zeroBlockHash);
+            verifyHashes[2 * i] = hasher.high();
+            verifyHashes[2 * i + 1] = hasher.low();
             if (dirtyMap.isDirty(block))
             {
                 verifySkip.set(i);
