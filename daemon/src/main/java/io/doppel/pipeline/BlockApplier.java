@@ -1,6 +1,6 @@
 package io.doppel.pipeline;
 
-import com.github.luben.zstd.Zstd;
+import com.github.luben.zstd.ZstdDecompressCtx;
 import io.doppel.net.ProtocolException;
 import io.doppel.net.WireProtocol;
 import io.doppel.storage.Volume;
@@ -15,14 +15,17 @@ import java.nio.ByteBuffer;
  * The standby's half of the block pipeline: decompresses a DATA frame into a scratch buffer, checks its
  * XXH3-128 against the one the primary computed, and only then writes it into the volume. A frame that
  * fails any check leaves the volume untouched and raises {@link ProtocolException}, which drops the link;
- * the primary's next compare finds the block again. One applier per link; not thread-safe.
+ * the primary's next compare finds the block again. One applier per link; not thread-safe. Owns a zstd
+ * context (native memory) once it has decompressed zstd: {@link #close()} frees it.
  */
-public final class BlockApplier
+public final class BlockApplier implements AutoCloseable
 {
     private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
 
     private final Volume volume;
     private long lastLength;
+    /** One zstd context for every block (the static call makes one per block). */
+    private ZstdDecompressCtx zstd;
     private final BlockHasher hasher = new BlockHasher();
     private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES)
         .order(java.nio.ByteOrder.LITTLE_ENDIAN);
@@ -123,12 +126,26 @@ public final class BlockApplier
                 return LZ4.decompress(in, in.position(), payload, scratch, 0, length);
             }
             final ByteBuffer src = in.isDirect() ? in : ByteBuffer.allocateDirect(payload).put(in).flip();
-            final long n = Zstd.decompressDirectByteBuffer(scratch, 0, length, src, src.position(), payload);
-            return Zstd.isError(n) ? -1 : (int)n;
+            if (zstd == null)
+            {
+                zstd = new ZstdDecompressCtx();
+            }
+            return zstd.decompressDirectByteBuffer(scratch, 0, length, src, src.position(), payload);
         }
         catch (final LZ4Exception | com.github.luben.zstd.ZstdException e)
         {
             throw new ProtocolException("DATA frame: corrupt " + codec.configName() + " payload: " + e.getMessage());
+        }
+    }
+
+    /** Frees the zstd context, if any; a later zstd frame makes a new one. */
+    @Override
+    public void close()
+    {
+        if (zstd != null)
+        {
+            zstd.close();
+            zstd = null;
         }
     }
 

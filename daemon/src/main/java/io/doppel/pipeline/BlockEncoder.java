@@ -1,6 +1,8 @@
 package io.doppel.pipeline;
 
 import com.github.luben.zstd.Zstd;
+import com.github.luben.zstd.ZstdCompressCtx;
+import com.github.luben.zstd.ZstdException;
 import io.doppel.net.WireProtocol;
 import io.doppel.storage.ZeroBlocks;
 import io.netty.buffer.ByteBuf;
@@ -18,9 +20,10 @@ import java.util.zip.CRC32C;
  *
  * <p>One encoder per sending thread: it owns its checksum state and writes straight from the source
  * (for example a mapped window) into a pooled frame buffer, so nothing is allocated per block besides
- * the pooled buffer itself. Not thread-safe.
+ * the pooled buffer itself. Not thread-safe. Owns a zstd context (native memory) once it has compressed
+ * with zstd: {@link #close()} frees it.
  */
-public final class BlockEncoder
+public final class BlockEncoder implements AutoCloseable
 {
     /** Compressed payloads larger than this fraction of the raw length are sent raw. */
     public static final double MIN_SAVING_RATIO = 0.9;
@@ -30,6 +33,11 @@ public final class BlockEncoder
 
     private Compression compression;
     private final CRC32C crc = new CRC32C();
+    /**
+     * One zstd context for every block: Zstd's static compress call creates and frees a context (native
+     * allocation and set-up, and Java objects) per call, which cost most of the time of a 4 KiB block.
+     */
+    private ZstdCompressCtx zstd;
     private final BlockHasher hasher = new BlockHasher();
 
     private long rawBytes;
@@ -144,8 +152,29 @@ public final class BlockEncoder
         {
             return LZ4.compress(src, index, length, out, out.position(), maxPayload);
         }
-        final long n = Zstd.compressDirectByteBuffer(out, out.position(), maxPayload, src, index, length, ZSTD_LEVEL);
-        return Zstd.isError(n) ? -1 : (int)n;
+        if (zstd == null)
+        {
+            zstd = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
+        }
+        try
+        {
+            return zstd.compressDirectByteBuffer(out, out.position(), maxPayload, src, index, length);
+        }
+        catch (final ZstdException e)
+        {
+            return -1; // sent raw
+        }
+    }
+
+    /** Frees the zstd context, if any; a later zstd block makes a new one. */
+    @Override
+    public void close()
+    {
+        if (zstd != null)
+        {
+            zstd.close();
+            zstd = null;
+        }
     }
 
     /** Raw bytes encoded into DATA frames so far. */

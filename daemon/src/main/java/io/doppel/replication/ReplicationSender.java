@@ -176,6 +176,18 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     @Override
     public void run()
     {
+        try
+        {
+            runLinks();
+        }
+        finally
+        {
+            encoder.close();
+        }
+    }
+
+    private void runLinks()
+    {
         long backoff = MIN_BACKOFF_MS;
         String lastProblem = "";
         while (running)

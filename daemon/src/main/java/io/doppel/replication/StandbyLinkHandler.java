@@ -219,6 +219,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             return;
         }
         standby = target;
+        if (applier != null)
+        {
+            applier.close();
+        }
         applier = new BlockApplier(target.volume());
         zeroBlockHash = BlockHash.ofZeros(target.config().blockSize());
         target.attach(ctx.channel());
@@ -331,6 +335,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void channelInactive(final ChannelHandlerContext ctx)
     {
+        if (applier != null)
+        {
+            applier.close(); // same event loop as every applyData of this link
+        }
         if (standby != null)
         {
             standby.detach(ctx.channel());

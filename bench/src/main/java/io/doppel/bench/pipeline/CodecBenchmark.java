@@ -133,6 +133,8 @@ public class CodecBenchmark
     {
         try
         {
+            encoder.close();
+            applier.close();
             if (frame != null)
             {
                 frame.release();
