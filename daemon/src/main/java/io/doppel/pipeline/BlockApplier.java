@@ -61,10 +61,7 @@ public final class BlockApplier implements AutoCloseable
         {
             throw new ProtocolException("DATA frame: unknown codec " + codecId + " (expected 0-2)");
         }
-        // The frame's internal view (no allocation per block); only a frame split over several buffers
-        // gets a merged copy.
-        final ByteBuffer in = body.nioBufferCount() == 1
-            ? body.internalNioBuffer(body.readerIndex(), payload) : body.nioBuffer(body.readerIndex(), payload);
+        final ByteBuffer in = payloadView(body, body.readerIndex(), payload);
         scratch.clear();
         if (codec == Compression.NONE)
         {
@@ -147,6 +144,28 @@ public final class BlockApplier implements AutoCloseable
             zstd.close();
             zstd = null;
         }
+    }
+
+    /**
+     * A NIO view of {@code body[index, index+length)} without allocating per frame. The frame decoder emits
+     * pooled slices, and Netty's derived buffers answer {@code internalNioBuffer} with a fresh
+     * {@code nioBuffer} (two objects, ~128 B a frame); so for a direct slice the view comes from the buffer
+     * it slices, at the slice's offset into it (the difference of their memory addresses). Anything else
+     * uses the buffer's own internal view, or a merged copy when it is split over several buffers.
+     */
+    private static ByteBuffer payloadView(final ByteBuf body, final int index, final int length)
+    {
+        final ByteBuf parent = body.unwrap();
+        if (parent != null && body.hasMemoryAddress() && parent.hasMemoryAddress() && parent.nioBufferCount() == 1
+            && parent.unwrap() == null)
+        {
+            final long shift = body.memoryAddress() - parent.memoryAddress();
+            if (shift >= 0 && shift + index + length <= parent.capacity())
+            {
+                return parent.internalNioBuffer((int)shift + index, length);
+            }
+        }
+        return body.nioBufferCount() == 1 ? body.internalNioBuffer(index, length) : body.nioBuffer(index, length);
     }
 
     private void checkRange(final String what, final long offset, final long length)
