@@ -25,17 +25,18 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * The block hot path allocates nothing per block: encode a block into a pooled frame, split it off the
  * stream with the frame decoder, apply it to a volume, release everything, and count the bytes the thread
- * allocated (HotSpot's per-thread counter) over 2000 blocks of 4 KiB and 100 of 1 MiB per codec. Runs on a {@link FastThreadLocalThread}, as the sender and the
- * event loops do, with Netty's leak detector off for the measurement (it samples buffers with stack traces
+ * allocated (HotSpot's per-thread counter) in three windows of 1000 blocks of 4 KiB and of 60 blocks of
+ * 1 MiB per codec, keeping the least. Runs on a {@link FastThreadLocalThread}, as the sender and the event
+ * loops do, with Netty's leak detector off for the measurement (it samples buffers with stack traces
  * by design; the test JVM runs it at paranoid level).
  */
 class HotPathAllocationTest
 {
     /** Blocks per size: enough for the JIT at 4 KiB (which runs first), few at 1 MiB (zstd: ~10 ms a block). */
     private static final int WARM_UP_SMALL = 4000;
-    private static final int MEASURED_SMALL = 2000;
-    private static final int WARM_UP_LARGE = 100;
-    private static final int MEASURED_LARGE = 100;
+    private static final int MEASURED_SMALL = 1000;
+    private static final int WARM_UP_LARGE = 60;
+    private static final int MEASURED_LARGE = 60;
     /** Less than one small object per block: an allocation per block would be 16 bytes or more. */
     private static final double MAX_BYTES_PER_BLOCK = 4;
 
@@ -105,12 +106,18 @@ class HotPathAllocationTest
         {
             seq = oneBlock(encoder, decoder, applier, block, size, out, seq);
         }
-        final long before = threads.getCurrentThreadAllocatedBytes();
-        for (int i = 0; i < measured; i++)
+        // The least of three windows: an allocation per block shows in every window, a one-off (a JIT
+        // deoptimisation, a native context growing) in one only.
+        double perBlock = Double.MAX_VALUE;
+        for (int window = 0; window < 3; window++)
         {
-            seq = oneBlock(encoder, decoder, applier, block, size, out, seq);
+            final long before = threads.getCurrentThreadAllocatedBytes();
+            for (int i = 0; i < measured; i++)
+            {
+                seq = oneBlock(encoder, decoder, applier, block, size, out, seq);
+            }
+            perBlock = Math.min(perBlock, (threads.getCurrentThreadAllocatedBytes() - before) / (double)measured);
         }
-        final double perBlock = (threads.getCurrentThreadAllocatedBytes() - before) / (double)measured;
         encoder.close();
         applier.close();
         return perBlock;
