@@ -41,6 +41,23 @@ public final class BenchData
     }
 
     /**
+     * A direct little-endian block of {@code content}: {@code text} (text-like words), {@code random}
+     * (incompressible) or {@code zeros} (what sparse images are mostly made of).
+     */
+    public static ByteBuffer contentBlock(final int size, final String content, final long seed)
+    {
+        if (content.equals("zeros"))
+        {
+            return ByteBuffer.allocateDirect(size).order(ByteOrder.LITTLE_ENDIAN);
+        }
+        if (!content.equals("text") && !content.equals("random"))
+        {
+            throw new IllegalArgumentException("content=" + content + " (expected: text | random | zeros)");
+        }
+        return directBlock(size, isText(content), seed);
+    }
+
+    /**
      * Runs the benchmarks of one class; further JMH command-line options ({@code -f 1 -wi 1 -prof gc} ...)
      * may be given as {@code args}.
      */

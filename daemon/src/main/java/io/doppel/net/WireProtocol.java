@@ -128,12 +128,21 @@ public final class WireProtocol
         buf.setInt(start + LENGTH_FIELD_BYTES, checksum(buf, start + TYPE_OFFSET, length - CHECKSUM_BYTES, crc));
     }
 
+    /**
+     * CRC32C of {@code buf[index, index+length)}. Reads through the buffer's array or its internal NIO view
+     * (no allocation per frame; {@code nioBuffer} would make two ByteBuffer objects each call), so it must
+     * run on the thread that owns {@code buf}, as every caller does.
+     */
     public static int checksum(final ByteBuf buf, final int index, final int length, final CRC32C crc)
     {
         crc.reset();
-        if (buf.nioBufferCount() == 1)
+        if (buf.hasArray())
         {
-            crc.update(buf.nioBuffer(index, length));
+            crc.update(buf.array(), buf.arrayOffset() + index, length);
+        }
+        else if (buf.nioBufferCount() == 1)
+        {
+            crc.update(buf.internalNioBuffer(index, length));
         }
         else
         {

@@ -1,7 +1,6 @@
 package io.doppel.pipeline;
 
-import com.dynatrace.hash4j.hashing.HashValue128;
-import com.github.luben.zstd.Zstd;
+import com.github.luben.zstd.ZstdDecompressCtx;
 import io.doppel.net.ProtocolException;
 import io.doppel.net.WireProtocol;
 import io.doppel.storage.Volume;
@@ -16,14 +15,18 @@ import java.nio.ByteBuffer;
  * The standby's half of the block pipeline: decompresses a DATA frame into a scratch buffer, checks its
  * XXH3-128 against the one the primary computed, and only then writes it into the volume. A frame that
  * fails any check leaves the volume untouched and raises {@link ProtocolException}, which drops the link;
- * the primary's next compare finds the block again. One applier per link; not thread-safe.
+ * the primary's next compare finds the block again. One applier per link; not thread-safe. Owns a zstd
+ * context (native memory) once it has decompressed zstd: {@link #close()} frees it.
  */
-public final class BlockApplier
+public final class BlockApplier implements AutoCloseable
 {
     private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
 
     private final Volume volume;
     private long lastLength;
+    /** One zstd context for every block (the static call makes one per block). */
+    private ZstdDecompressCtx zstd;
+    private final BlockHasher hasher = new BlockHasher();
     private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES)
         .order(java.nio.ByteOrder.LITTLE_ENDIAN);
 
@@ -58,7 +61,7 @@ public final class BlockApplier
         {
             throw new ProtocolException("DATA frame: unknown codec " + codecId + " (expected 0-2)");
         }
-        final ByteBuffer in = body.nioBuffer(body.readerIndex(), payload);
+        final ByteBuffer in = payloadView(body, body.readerIndex(), payload);
         scratch.clear();
         if (codec == Compression.NONE)
         {
@@ -77,8 +80,8 @@ public final class BlockApplier
                     + " payload decompressed to " + n + " bytes, expected " + length);
             }
         }
-        final HashValue128 hash = BlockHash.of(scratch, 0, length);
-        if (hash.getMostSignificantBits() != hashHi || hash.getLeastSignificantBits() != hashLo)
+        hasher.hash(scratch, 0, length);
+        if (hasher.high() != hashHi || hasher.low() != hashLo)
         {
             throw new ProtocolException("DATA frame at offset " + offset + " length " + length
                 + ": XXH3-128 mismatch after decompression (block not written)");
@@ -120,13 +123,49 @@ public final class BlockApplier
                 return LZ4.decompress(in, in.position(), payload, scratch, 0, length);
             }
             final ByteBuffer src = in.isDirect() ? in : ByteBuffer.allocateDirect(payload).put(in).flip();
-            final long n = Zstd.decompressDirectByteBuffer(scratch, 0, length, src, src.position(), payload);
-            return Zstd.isError(n) ? -1 : (int)n;
+            if (zstd == null)
+            {
+                zstd = new ZstdDecompressCtx();
+            }
+            return zstd.decompressDirectByteBuffer(scratch, 0, length, src, src.position(), payload);
         }
         catch (final LZ4Exception | com.github.luben.zstd.ZstdException e)
         {
             throw new ProtocolException("DATA frame: corrupt " + codec.configName() + " payload: " + e.getMessage());
         }
+    }
+
+    /** Frees the zstd context, if any; a later zstd frame makes a new one. */
+    @Override
+    public void close()
+    {
+        if (zstd != null)
+        {
+            zstd.close();
+            zstd = null;
+        }
+    }
+
+    /**
+     * A NIO view of {@code body[index, index+length)} without allocating per frame. The frame decoder emits
+     * pooled slices, and Netty's derived buffers answer {@code internalNioBuffer} with a fresh
+     * {@code nioBuffer} (two objects, ~128 B a frame); so for a direct slice the view comes from the buffer
+     * it slices, at the slice's offset into it (the difference of their memory addresses). Anything else
+     * uses the buffer's own internal view, or a merged copy when it is split over several buffers.
+     */
+    private static ByteBuffer payloadView(final ByteBuf body, final int index, final int length)
+    {
+        final ByteBuf parent = body.unwrap();
+        if (parent != null && body.hasMemoryAddress() && parent.hasMemoryAddress() && parent.nioBufferCount() == 1
+            && parent.unwrap() == null)
+        {
+            final long shift = body.memoryAddress() - parent.memoryAddress();
+            if (shift >= 0 && shift + index + length <= parent.capacity())
+            {
+                return parent.internalNioBuffer((int)shift + index, length);
+            }
+        }
+        return body.nioBufferCount() == 1 ? body.internalNioBuffer(index, length) : body.nioBuffer(index, length);
     }
 
     private void checkRange(final String what, final long offset, final long length)

@@ -1,7 +1,8 @@
 package io.doppel.pipeline;
 
-import com.dynatrace.hash4j.hashing.HashValue128;
 import com.github.luben.zstd.Zstd;
+import com.github.luben.zstd.ZstdCompressCtx;
+import com.github.luben.zstd.ZstdException;
 import io.doppel.net.WireProtocol;
 import io.doppel.storage.ZeroBlocks;
 import io.netty.buffer.ByteBuf;
@@ -19,9 +20,10 @@ import java.util.zip.CRC32C;
  *
  * <p>One encoder per sending thread: it owns its checksum state and writes straight from the source
  * (for example a mapped window) into a pooled frame buffer, so nothing is allocated per block besides
- * the pooled buffer itself. Not thread-safe.
+ * the pooled buffer itself. Not thread-safe. Owns a zstd context (native memory) once it has compressed
+ * with zstd: {@link #close()} frees it.
  */
-public final class BlockEncoder
+public final class BlockEncoder implements AutoCloseable
 {
     /** Compressed payloads larger than this fraction of the raw length are sent raw. */
     public static final double MIN_SAVING_RATIO = 0.9;
@@ -31,6 +33,12 @@ public final class BlockEncoder
 
     private Compression compression;
     private final CRC32C crc = new CRC32C();
+    /**
+     * One zstd context for every block: Zstd's static compress call creates and frees a context (native
+     * allocation and set-up, and Java objects) per call, which cost most of the time of a 4 KiB block.
+     */
+    private ZstdCompressCtx zstd;
+    private final BlockHasher hasher = new BlockHasher();
 
     private long rawBytes;
     private long payloadBytes;
@@ -69,7 +77,7 @@ public final class BlockEncoder
             zeroBytes += length;
             return encodeZero(alloc, seq, offset, length);
         }
-        final HashValue128 hash = BlockHash.of(src, index, length);
+        hasher.hash(src, index, length);
         final int maxPayload = maxPayload(length);
         final ByteBuf frame = alloc.directBuffer(WireProtocol.HEADER_BYTES + WireProtocol.DATA_HEADER_BYTES + maxPayload);
         try
@@ -81,8 +89,8 @@ public final class BlockEncoder
             final int codecIndex = frame.writerIndex();
             frame.writeByte(Compression.NONE.wireId());
             frame.writeZero(3);
-            frame.writeLong(hash.getMostSignificantBits());
-            frame.writeLong(hash.getLeastSignificantBits());
+            frame.writeLong(hasher.high());
+            frame.writeLong(hasher.low());
             final int payloadIndex = frame.writerIndex();
             final int compressed = compress(src, index, length, frame, payloadIndex, maxPayload);
             if (compressed > 0 && compressed <= length * MIN_SAVING_RATIO)
@@ -92,7 +100,9 @@ public final class BlockEncoder
             }
             else
             {
-                frame.setBytes(payloadIndex, src.duplicate().clear().position(index).limit(index + length));
+                // Absolute copy into the frame's internal view: a src.duplicate() here cost an object per block.
+                final ByteBuffer out = frame.internalNioBuffer(payloadIndex, length);
+                out.put(out.position(), src, index, length);
                 frame.writerIndex(payloadIndex + length);
             }
             payloadBytes += frame.writerIndex() - payloadIndex;
@@ -142,8 +152,29 @@ public final class BlockEncoder
         {
             return LZ4.compress(src, index, length, out, out.position(), maxPayload);
         }
-        final long n = Zstd.compressDirectByteBuffer(out, out.position(), maxPayload, src, index, length, ZSTD_LEVEL);
-        return Zstd.isError(n) ? -1 : (int)n;
+        if (zstd == null)
+        {
+            zstd = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
+        }
+        try
+        {
+            return zstd.compressDirectByteBuffer(out, out.position(), maxPayload, src, index, length);
+        }
+        catch (final ZstdException e)
+        {
+            return -1; // sent raw
+        }
+    }
+
+    /** Frees the zstd context, if any; a later zstd block makes a new one. */
+    @Override
+    public void close()
+    {
+        if (zstd != null)
+        {
+            zstd.close();
+            zstd = null;
+        }
     }
 
     /** Raw bytes encoded into DATA frames so far. */

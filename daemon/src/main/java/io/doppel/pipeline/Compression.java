@@ -30,17 +30,13 @@ public enum Compression
         return configName;
     }
 
+    /** Codecs by wire id: {@code values()} copies its array on every call, and this runs once per frame. */
+    private static final Compression[] BY_WIRE_ID = {NONE, LZ4, ZSTD};
+
     /** The codec for a wire id, or null when the id is unknown. */
     public static Compression fromWireId(final int id)
     {
-        for (final Compression c : values())
-        {
-            if (c.wireId == id)
-            {
-                return c;
-            }
-        }
-        return null;
+        return id >= 0 && id < BY_WIRE_ID.length ? BY_WIRE_ID[id] : null;
     }
 
     public static Compression fromConfig(final String name)

@@ -8,6 +8,7 @@ import io.doppel.net.ReadAhead;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockApplier;
 import io.doppel.pipeline.BlockHash;
+import io.doppel.pipeline.BlockHasher;
 import io.doppel.storage.DiskWriteException;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.Volume;
@@ -44,6 +45,8 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     private BlockApplier applier;
     /** The hash of a whole zero block of the attached volume (set with it). */
     private HashValue128 zeroBlockHash;
+    /** Hashes blocks for HASH_LIST answers without an object per block (event loop only). */
+    private final BlockHasher hasher = new BlockHasher();
     private String component;
     private long appliedSeq;
     private long ackedSeq;
@@ -222,6 +225,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             return;
         }
         standby = target;
+        if (applier != null)
+        {
+            applier.close();
+        }
         applier = new BlockApplier(target.volume());
         zeroBlockHash = BlockHash.ofZeros(target.config().blockSize());
         target.attach(ctx.channel());
@@ -287,10 +294,9 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         {
             final long offset = (start + i) * blockSize;
             final int length = (int)Math.min(blockSize, volume.size() - offset);
-            final HashValue128 h = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset), length,
-                blockSize, zeroBlockHash);
-            list.writeLong(h.getMostSignificantBits());
-            list.writeLong(h.getLeastSignificantBits());
+            hasher.hashBlock(volume.windowFor(offset), volume.indexInWindow(offset), length, blockSize, zeroBlockHash);
+            list.writeLong(hasher.high());
+            list.writeLong(hasher.low());
         }
         WireProtocol.endFrame(list, begin, crc);
     }
@@ -344,6 +350,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void channelInactive(final ChannelHandlerContext ctx)
     {
+        if (applier != null)
+        {
+            applier.close(); // same event loop as every applyData of this link
+        }
         if (standby != null)
         {
             standby.detach(ctx.channel());

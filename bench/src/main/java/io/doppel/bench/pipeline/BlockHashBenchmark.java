@@ -3,6 +3,7 @@ package io.doppel.bench.pipeline;
 import io.doppel.bench.BenchData;
 import io.doppel.bench.ByteCounter;
 import io.doppel.pipeline.BlockHash;
+import io.doppel.pipeline.BlockHasher;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -21,8 +22,10 @@ import java.nio.ByteBuffer;
 import java.util.concurrent.TimeUnit;
 
 /**
- * XXH3-128 ({@link BlockHash#of(ByteBuffer, int, int)}, hash4j, pure Java) over one block held in a
- * direct little-endian buffer, read in place as the sender reads a mapped window.
+ * XXH3-128 over one block held in a direct little-endian buffer, read in place as the sender reads a
+ * mapped window: {@code hash} is {@link BlockHash#of(ByteBuffer, int, int)} (hash4j, pure Java, a new
+ * {@code HashValue128} per call, used by compares), {@code hasher} is {@link BlockHasher} (the same value
+ * left in two fields, used by the encoder and the applier, so nothing is allocated per block).
  *
  * <p>Why: every DATA frame carries the hash of its raw bytes, so the primary hashes every block it ships
  * and the standby hashes every block again after decompressing; a compare pass hashes the whole volume on
@@ -40,21 +43,37 @@ import java.util.concurrent.TimeUnit;
 public class BlockHashBenchmark
 {
     /** Block size in bytes: the smallest and largest supported blocks, and a typical coalesced run. */
-    @Param({"4096", "65536", "1048576"})
+    @Param({"4096", "65536", "262144", "1048576"})
     public int blockSize;
 
     private ByteBuffer block;
+    private final BlockHasher hasher = new BlockHasher();
 
     @Setup(Level.Trial)
     public void setUp()
     {
         block = BenchData.directBlock(blockSize, false, 1);
+        final com.dynatrace.hash4j.hashing.HashValue128 expected = BlockHash.of(block, 0, blockSize);
+        hasher.hash(block, 0, blockSize);
+        if (hasher.high() != expected.getMostSignificantBits() || hasher.low() != expected.getLeastSignificantBits())
+        {
+            throw new IllegalStateException("BlockHasher and hash4j disagree over " + blockSize + " bytes");
+        }
     }
 
     @Benchmark
     public void hash(final ByteCounter bytes, final Blackhole bh)
     {
         bh.consume(BlockHash.of(block, 0, blockSize));
+        bytes.bytes += blockSize;
+    }
+
+    @Benchmark
+    public void hasher(final ByteCounter bytes, final Blackhole bh)
+    {
+        hasher.hash(block, 0, blockSize);
+        bh.consume(hasher.high());
+        bh.consume(hasher.low());
         bytes.bytes += blockSize;
     }
 

@@ -46,8 +46,14 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Why: together with the network these bound replication throughput per core, and the codec choice
  * trades this CPU time against bytes on the wire. Random content never compresses by 10%, so every codec
- * sends it raw: those rows measure the cost of trying (encode) and the raw path (apply). The setup prints
- * the codec actually used and the payload size of the frame.
+ * sends it raw: those rows measure the cost of trying (encode) and the raw path (apply). A zero block never
+ * reaches a codec: {@code encode} detects it and builds a ZERO frame, {@code apply} is
+ * {@link BlockApplier#applyZero}, which finds the range already zero (a sparse standby) and leaves it; the
+ * three codecs run the same path there. The setup prints the codec actually used and the payload size.
+ *
+ * <p>The fork runs the benchmark threads as Netty {@code FastThreadLocalThread}s, as the daemon does, with
+ * the leak detector off, so {@code -prof gc} shows what the daemon allocates per block (see
+ * {@link io.doppel.bench.net.FrameBenchmark}).
  *
  * <p>Results: operations (blocks) per second, and {@code :bytes} in raw (uncompressed) bytes per second
  * (JMH labels it ops/s). Raw bytes per operation = {@code blockSize}. CRC32C checking of received frames
@@ -56,7 +62,8 @@ import java.util.concurrent.TimeUnit;
 @State(Scope.Thread)
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
-@Fork(1)
+@Fork(value = 1, jvmArgsAppend = {"-Djmh.executor=CUSTOM",
+    "-Djmh.executor.class=io.doppel.bench.FastThreadLocalExecutor", "-Dio.netty.leakDetection.level=disabled"})
 @Warmup(iterations = 2, time = 1)
 @Measurement(iterations = 3, time = 1)
 public class CodecBenchmark
@@ -72,8 +79,11 @@ public class CodecBenchmark
     @Param({"lz4", "zstd", "none"})
     public String compression;
 
-    /** {@code text}: text-like words, compressible; {@code random}: incompressible bytes. */
-    @Param({"text", "random"})
+    /**
+     * {@code text}: text-like words, compressible; {@code random}: incompressible bytes; {@code zeros}: a
+     * zero block, which the encoder turns into a payload-less ZERO frame before any codec runs.
+     */
+    @Param({"text", "random", "zeros"})
     public String content;
 
     /** Block size in bytes: the smallest block and the largest frame payload. */
@@ -93,19 +103,25 @@ public class CodecBenchmark
     @Setup(Level.Trial)
     public void setUp() throws IOException
     {
-        source = BenchData.directBlock(blockSize, BenchData.isText(content), 7);
+        source = BenchData.contentBlock(blockSize, content, 7);
         encoder = new BlockEncoder(Compression.fromConfig(compression));
         image = Files.createTempFile("doppel-bench-", ".img");
         volume = Volume.open(image, VOLUME_BYTES);
         applier = new BlockApplier(volume);
         frame = encoder.encode(ALLOC, 1, OFFSET, source, 0, blockSize);
-        if (frame.getUnsignedByte(WireProtocol.TYPE_OFFSET) != WireProtocol.TYPE_DATA)
+        final int expected = content.equals("zeros") ? WireProtocol.TYPE_ZERO : WireProtocol.TYPE_DATA;
+        if (frame.getUnsignedByte(WireProtocol.TYPE_OFFSET) != expected)
         {
-            throw new IllegalStateException("expected a DATA frame, got "
+            throw new IllegalStateException("expected a " + WireProtocol.typeName(expected) + " frame, got "
                 + WireProtocol.typeName(frame.getUnsignedByte(WireProtocol.TYPE_OFFSET)));
         }
         applyFrame(frame);
         checkVolumeHoldsSource();
+        if (expected == WireProtocol.TYPE_ZERO)
+        {
+            System.out.printf(Locale.ROOT, "%n# frame: ZERO, no payload, %d bytes in all%n", frame.writerIndex());
+            return;
+        }
         final int payload = frame.writerIndex() - WireProtocol.HEADER_BYTES - WireProtocol.DATA_HEADER_BYTES;
         System.out.printf(Locale.ROOT, "%n# frame: codec %s, payload %d of %d bytes (%.1f%%)%n",
             Compression.fromWireId(frame.getUnsignedByte(CODEC_INDEX)).configName(), payload, blockSize,
@@ -117,6 +133,8 @@ public class CodecBenchmark
     {
         try
         {
+            encoder.close();
+            applier.close();
             if (frame != null)
             {
                 frame.release();
@@ -160,8 +178,8 @@ public class CodecBenchmark
     private long applyFrame(final ByteBuf whole)
     {
         whole.readerIndex(WireProtocol.TYPE_OFFSET); // where the frame decoder leaves it
-        WireProtocol.readType(whole);
-        return applier.applyData(whole);
+        return WireProtocol.readType(whole) == WireProtocol.TYPE_ZERO ? applier.applyZero(whole)
+            : applier.applyData(whole);
     }
 
     private void checkVolumeHoldsSource()

@@ -5,6 +5,8 @@ import io.doppel.storage.DirtyMap;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Group;
+import org.openjdk.jmh.annotations.GroupThreads;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Measurement;
 import org.openjdk.jmh.annotations.Mode;
@@ -40,6 +42,10 @@ import java.util.concurrent.TimeUnit;
  *       re-marking the map per invocation, which would cost more than the drain. It measures the scan
  *       (word reads, skipping clean words) and one call per dirty block, not the clearing; claimRun calls
  *       nextDirty once per run instead, so the 50% row is an upper bound for that part.</li>
+ *   <li>{@code markWhileScanning} ({@code @Group}: one thread {@code mark}s random blocks of the first
+ *       2^20 blocks (4 GiB) while the other {@code scan}s that range with {@code nextDirty}, both on one
+ *       map cleared before each iteration): a guest writing while the sender looks for work, so the
+ *       scanner reads cache lines the writer keeps changing. {@code scan} is in scans per second.</li>
  * </ul>
  *
  * <p>Why: every guest write marks a block on the primary's write path, from several threads; the sender
@@ -90,6 +96,28 @@ public class DirtyMapBenchmark
             random = new SplittableRandom(1000 + thread.getThreadIndex());
         }
     }
+
+    /** The map shared by a {@code markWhileScanning} group's writer and scanner. */
+    @State(Scope.Group)
+    public static class GroupMap
+    {
+        DirtyMap map;
+
+        @Setup(Level.Trial)
+        public void allocate()
+        {
+            map = new DirtyMap(ByteBuffer.allocateDirect((int)DirtyMap.bytesFor(BLOCKS)), 0, BLOCKS, BLOCK_SIZE);
+        }
+
+        @Setup(Level.Iteration)
+        public void reset()
+        {
+            map.clearAll();
+        }
+    }
+
+    /** Blocks the group's writer marks and its scanner walks: 2^20 (4 GiB of 4 KiB blocks, a 128 KiB bitmap). */
+    public static final long GROUP_BLOCKS = 1L << 20;
 
     /** A map with a fixed random fraction of dirty blocks, scanned and never changed. */
     @State(Scope.Benchmark)
@@ -168,6 +196,29 @@ public class DirtyMapBenchmark
     public void nextDirtyFullScan(final ScanMap scan, final Blackhole bh)
     {
         bh.consume(countByScan(scan.map));
+    }
+
+    @Benchmark
+    @Group("markWhileScanning")
+    @GroupThreads(1)
+    public void mark(final GroupMap shared, final Cursor cursor)
+    {
+        shared.map.mark(cursor.random.nextLong() & (GROUP_BLOCKS - 1));
+    }
+
+    @Benchmark
+    @Group("markWhileScanning")
+    @GroupThreads(1)
+    public void scan(final GroupMap shared, final Blackhole bh)
+    {
+        long found = 0;
+        long block = shared.map.nextDirty(0, GROUP_BLOCKS);
+        while (block >= 0)
+        {
+            found++;
+            block = shared.map.nextDirty(block + 1, GROUP_BLOCKS);
+        }
+        bh.consume(found);
     }
 
     /** Walks the whole map with nextDirty, one call per dirty block; returns the dirty blocks found. */
