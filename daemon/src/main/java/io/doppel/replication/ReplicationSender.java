@@ -94,6 +94,12 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final long[] recordWhere = new long[3];
     private final ByteBuf[] recordData = new ByteBuf[1];
     private final Thread thread;
+    /** A watched volume's record of what was shipped (null: not watched); see {@link io.doppel.watch.WatchHashes}. */
+    private final io.doppel.watch.WatchHashes shipped;
+    /** A watched volume's gate: true only after a whole scan found nothing changing (always true otherwise). */
+    private final java.util.function.BooleanSupplier settled;
+    /** SYNC_DONE was acknowledged, but the watch gate held the up-to-date report back. */
+    private boolean upToDatePending;
 
     private volatile boolean running = true;
     private Channel channel;
@@ -158,6 +164,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.zeroBlockHash = BlockHash.ofZeros(blockSize);
         this.encoder = new BlockEncoder(primary.config().compression());
         this.recoveredExtentsPending = primary.metadata().alRecoveryPending();
+        this.shipped = primary.watchHashes();
+        this.settled = primary.settledGate();
         this.thread = new Thread(this, "doppel-sender-" + primary.name());
         this.thread.setDaemon(true);
     }
@@ -417,6 +425,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void synchronize() throws LinkDownException, InterruptedException
     {
         log.stopLogging();
+        upToDatePending = false;
         state.replication(VolumeState.Replication.SYNCING);
         state.disk(VolumeState.Disk.SYNCING);
         if (discardStandbyChanges)
@@ -629,12 +638,24 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void catchUp() throws LinkDownException
     {
         long lastUnlogged;
-        do
+        while (true)
         {
             checkStillWanted();
             shipDirty(0, dirtyMap.blockCount());
+            if (!settled.getAsBoolean())
+            {
+                // A watched file: the standby is a consistent copy only once a whole scan found the file
+                // equal to what was shipped. Until then, no SYNC_DONE: it stays marked inconsistent.
+                flush();
+                maintainEpochs();
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+                continue;
+            }
+            if ((lastUnlogged = log.startLogging()) >= 0)
+            {
+                break;
+            }
         }
-        while ((lastUnlogged = log.startLogging()) < 0);
         syncDoneGen = log.loggingGeneration();
         syncDoneSeq = sendSyncDone(syncDoneGen);
         syncDoneUnacked = true;
@@ -858,11 +879,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                     primary.metadata().alRecoveryDone();
                     recoveredExtentsPending = false;
                 }
-                // Under the log's lock: an overflow in between keeps the state at behind/syncing.
-                if (log.ifLogging(() -> state.disk(VolumeState.Disk.UP_TO_DATE)))
-                {
-                    Log.info(component, "standby " + peer.name() + " is up to date; streaming");
-                }
+                upToDatePending = true;
+            }
+            if (upToDatePending)
+            {
+                reportUpToDate();
             }
             if (log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordWhere, recordData))
             {
@@ -904,14 +925,45 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             if (!log.isLogging())
             {
-                Log.warn(component, "replication log overflowed (more than "
-                    + primary.config().logBytes() + " bytes unsent); catching up from the dirty map, standby is"
-                    + " inconsistent until done");
+                upToDatePending = false;
+                if (shipped != null)
+                {
+                    Log.debug(component, "watched file changed: shipping " + dirtyMap.dirtyBlocks()
+                        + " changed block(s); standby is inconsistent until done");
+                }
+                else
+                {
+                    Log.warn(component, "replication log overflowed (more than "
+                        + primary.config().logBytes() + " bytes unsent); catching up from the dirty map, standby is"
+                        + " inconsistent until done");
+                }
                 state.replication(VolumeState.Replication.BEHIND);
                 state.disk(VolumeState.Disk.SYNCING);
                 sendSyncBegin(SYNC_FROM_DIRTY_MAP);
                 catchUp();
             }
+        }
+    }
+
+    /**
+     * Reports the standby up to date, under the log's lock (an overflow in between keeps it at behind or
+     * syncing), and for a watched file only while the last whole scan found nothing changing.
+     */
+    private void reportUpToDate()
+    {
+        final boolean[] done = new boolean[1];
+        log.ifLogging(() ->
+        {
+            if (settled.getAsBoolean())
+            {
+                state.disk(VolumeState.Disk.UP_TO_DATE);
+                done[0] = true;
+            }
+        });
+        if (done[0])
+        {
+            upToDatePending = false;
+            Log.info(component, "standby " + peer.name() + " is up to date; streaming");
         }
     }
 
@@ -955,6 +1007,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final int n = (int)Math.min(Math.min(end - pos, WireProtocol.MAX_PAYLOAD_BYTES),
                 mapped.capacity() - mappedIndex);
             snapshot.put(0, mapped, mappedIndex, n);
+            if (shipped != null)
+            {
+                recordShipped(pos, n);
+            }
             final ByteBuffer window = snapshot;
             final int index = 0;
             int i = 0;
@@ -981,6 +1037,16 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 state.blocksSent.addAndGet((segmentLength + blockSize - 1) / blockSize);
             }
             pos += n;
+        }
+    }
+
+    /** A watched volume: the hash of each block of the snapshot about to be sent is what the standby gets. */
+    private void recordShipped(final long offset, final int n)
+    {
+        long block = offset / blockSize;
+        for (int i = 0; i < n; i += blockSize, block++)
+        {
+            shipped.put(block, io.doppel.watch.WatchHashes.hashOf(snapshot, i, Math.min(blockSize, n - i)));
         }
     }
 
