@@ -98,6 +98,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final io.doppel.watch.WatchHashes shipped;
     /** A watched volume's gate: true only after a whole scan found nothing changing (always true otherwise). */
     private final java.util.function.BooleanSupplier settled;
+    /** Watched volumes: a private copy of one block, so a compare hashes the same bytes it records. */
+    private final ByteBuffer compareCopy;
     /** SYNC_DONE was acknowledged, but the watch gate held the up-to-date report back. */
     private boolean upToDatePending;
 
@@ -166,6 +168,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.recoveredExtentsPending = primary.metadata().alRecoveryPending();
         this.shipped = primary.watchHashes();
         this.settled = primary.settledGate();
+        this.compareCopy = shipped == null ? null
+            : ByteBuffer.allocateDirect(blockSize).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         this.thread = new Thread(this, "doppel-sender-" + primary.name());
         this.thread.setDaemon(true);
     }
@@ -602,6 +606,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             {
                 dirtyMap.mark(block);
             }
+            else if (shipped != null)
+            {
+                shipped.put(block, io.doppel.watch.WatchHashes.ZERO_BLOCK); // a blank standby holds zeros here
+            }
         }
     }
 
@@ -625,12 +633,37 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final int length = blockLength(block);
             final long hi = list.readLong();
             final long lo = list.readLong();
+            if (shipped != null)
+            {
+                compareWatched(block, offset, length, hi, lo);
+                continue;
+            }
             final HashValue128 local = BlockHash.ofBlock(volume.windowFor(offset), volume.indexInWindow(offset), length,
                 blockSize, zeroBlockHash);
             if (local.getMostSignificantBits() != hi || local.getLeastSignificantBits() != lo)
             {
                 dirtyMap.mark(block);
             }
+        }
+    }
+
+    /**
+     * A watched volume's block in a whole-volume compare: both hashes are taken from one private copy, so
+     * a block found equal records exactly what the standby holds (a later scan then skips it instead of
+     * sending the whole file once more).
+     */
+    private void compareWatched(final long block, final long offset, final int length, final long hi, final long lo)
+    {
+        compareCopy.clear();
+        compareCopy.put(0, volume.windowFor(offset), volume.indexInWindow(offset), length);
+        final HashValue128 local = BlockHash.ofBlock(compareCopy, 0, length, blockSize, zeroBlockHash);
+        if (local.getMostSignificantBits() != hi || local.getLeastSignificantBits() != lo)
+        {
+            dirtyMap.mark(block);
+        }
+        else
+        {
+            shipped.put(block, io.doppel.watch.WatchHashes.hashOf(compareCopy, 0, length));
         }
     }
 
@@ -880,6 +913,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                     recoveredExtentsPending = false;
                 }
                 upToDatePending = true;
+            }
+            if (shipped != null && !syncDoneUnacked && state.disk() == VolumeState.Disk.OUTDATED)
+            {
+                upToDatePending = true; // an event that changed nothing: up to date again once a scan settles
             }
             if (upToDatePending)
             {

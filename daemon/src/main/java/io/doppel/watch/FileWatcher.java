@@ -158,7 +158,10 @@ public final class FileWatcher implements Runnable, AutoCloseable
             {
                 noticed(); // size or times moved without an event (a writer through a shared mapping)
             }
-            awaitShipped();
+            if (!awaitShipped())
+            {
+                continue; // the link is down or slow: scanning again would only find the same blocks
+            }
             seen = scan(now);
             scanNow = !status.quiet;
         }
@@ -212,14 +215,22 @@ public final class FileWatcher implements Runnable, AutoCloseable
         primary.noteExternalChange();
     }
 
-    /** After changes were found, lets the sender ship them before scanning again (else the scan finds them again). */
-    private void awaitShipped()
+    /**
+     * Lets the sender ship what was marked before scanning again (else the scan finds the same blocks);
+     * false when blocks are still dirty after {@link #SHIP_WAIT_MILLIS}.
+     */
+    private boolean awaitShipped()
     {
         final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SHIP_WAIT_MILLIS);
-        while (running && primary.metadata().dirtyMap().dirtyBlocks() > 0 && System.nanoTime() < deadline)
+        while (running && primary.metadata().dirtyMap().dirtyBlocks() > 0)
         {
+            if (System.nanoTime() > deadline)
+            {
+                return false;
+            }
             LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
         }
+        return true;
     }
 
     private boolean checkSameFile(final Map<String, Object> now)
@@ -241,6 +252,7 @@ public final class FileWatcher implements Runnable, AutoCloseable
     private Map<String, Object> scan(final Map<String, Object> before)
     {
         final long startMillis = System.currentTimeMillis();
+        drainEvents(); // events from before the scan: the scan sees what they announced
         final long eventsBefore = status.events.get();
         status.scans.incrementAndGet();
         status.totalBytes = volume.size();
