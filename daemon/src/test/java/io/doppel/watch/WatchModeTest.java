@@ -113,6 +113,13 @@ class WatchModeTest
         assertThat(after.path("watch").path("changedBlocks").asLong()
             - synced.path("watch").path("changedBlocks").asLong()).isGreaterThanOrEqualTo(20);
         assertThat(after.path("watch").path("events").asLong()).as("inotify events").isGreaterThan(0);
+
+        // An event that changes nothing (touch): outdated for a moment, up to date again, nothing sent.
+        run("touch", cluster.alphaImage.toString());
+        final JsonNode touched = awaitConverged(cluster, after.path("watch").path("scans").asLong());
+        assertThat(touched.path("watch").path("events").asLong()).isGreaterThan(after.path("watch").path("events")
+            .asLong());
+        assertThat(touched.path("blocksSent").asLong()).isEqualTo(after.path("blocksSent").asLong());
     }
 
     @Test
