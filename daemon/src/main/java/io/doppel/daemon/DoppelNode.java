@@ -219,7 +219,7 @@ public final class DoppelNode implements AutoCloseable
                 + config.node().name());
         }
         checkNotClosing("demote");
-        if (p.config().watched())
+        if (p.watchHashes() != null)
         {
             throw new AdminServer.VerbException(409, "demote: volume " + name + " is watched (source = \"watch\"):"
                 + " another program writes " + p.volume().path() + ", so this node cannot take the peer's writes into"

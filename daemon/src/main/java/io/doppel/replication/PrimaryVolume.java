@@ -97,12 +97,13 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
 
     /**
      * NBD on a watched volume is a read-only export: the file belongs to the program that writes it, and
-     * doppel never writes it on the primary.
+     * doppel never writes it on the primary. (A standby promoted under a watch config is not watched: its
+     * copy was written by doppel, and doppel's write path serves it.)
      */
     @Override
     public boolean readOnly()
     {
-        return config.watched();
+        return watchHashes != null;
     }
 
     /** Makes this a watched volume: the sender records shipped hashes, and up to date waits for {@code gate}. */
@@ -137,7 +138,7 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
 
     private void checkWritable()
     {
-        if (config.watched())
+        if (watchHashes != null)
         {
             throw new IllegalStateException("volume " + config.name() + " is watched (source = \"watch\"): another"
                 + " program writes " + volume.path() + ", doppel never does");
