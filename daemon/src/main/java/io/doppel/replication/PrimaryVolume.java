@@ -113,6 +113,19 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         this.settled = gate;
     }
 
+    private volatile boolean comparing;
+
+    /** The sender is comparing the whole volume with the standby (a watched file's scans wait for it). */
+    public boolean comparing()
+    {
+        return comparing;
+    }
+
+    void comparing(final boolean value)
+    {
+        comparing = value;
+    }
+
     public io.doppel.watch.WatchHashes watchHashes()
     {
         return watchHashes;

@@ -524,6 +524,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         finally
         {
             comparingAll = false;
+            primary.comparing(false);
         }
     }
 
@@ -544,6 +545,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final int batch = (int)Math.max(1, Math.min(WireProtocol.MAX_HASHES_PER_LIST, HASH_BATCH_BYTES / blockSize));
         state.syncTotalBytes.set(volume.size());
         state.syncedBytes.set(0);
+        // A watched file is not scanned meanwhile: blocks not compared yet have no shipped hash, and a scan
+        // would send them all instead of letting the compare find them equal.
+        primary.comparing(true);
         long requested = 0;
         int outstanding = 0;
         for (long start = 0; start < blocks; start += batch)
@@ -579,6 +583,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             shipDirty(start, start + count);
             state.syncedBytes.set(Math.min(volume.size(), (start + count) * blockSize));
         }
+        primary.comparing(false);
         catchUp();
         final double seconds = (System.nanoTime() - startNanos) / 1e9;
         Log.info(component, String.format("compare and sync done in %.1f s: %d bytes sent for a %d-byte volume",

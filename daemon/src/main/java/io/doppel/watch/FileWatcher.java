@@ -216,13 +216,13 @@ public final class FileWatcher implements Runnable, AutoCloseable
     }
 
     /**
-     * Lets the sender ship what was marked before scanning again (else the scan finds the same blocks);
-     * false when blocks are still dirty after {@link #SHIP_WAIT_MILLIS}.
+     * Lets the sender ship what was marked before scanning again (else the scan finds the same blocks),
+     * and finish a whole-volume compare; false when still busy after {@link #SHIP_WAIT_MILLIS}.
      */
     private boolean awaitShipped()
     {
         final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SHIP_WAIT_MILLIS);
-        while (running && primary.metadata().dirtyMap().dirtyBlocks() > 0)
+        while (running && (primary.metadata().dirtyMap().dirtyBlocks() > 0 || primary.comparing()))
         {
             if (System.nanoTime() > deadline)
             {
