@@ -430,6 +430,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     {
         log.stopLogging();
         upToDatePending = false;
+        primary.comparing(true); // until the kind of sync is known (a whole-volume compare keeps it)
         state.replication(VolumeState.Replication.SYNCING);
         state.disk(VolumeState.Disk.SYNCING);
         if (discardStandbyChanges)
@@ -461,6 +462,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final long startNanos = System.nanoTime();
         final long sentBefore = state.bytesSent();
         state.syncStarted("dirty-map");
+        primary.comparing(false);
         sendSyncBegin(SYNC_FROM_DIRTY_MAP);
         final long[] extents = recoveredExtentsPending ? primary.metadata().activityLog().recoveredExtents() : new long[0];
         state.syncTotalBytes.set(dirtyMap.dirtyBlocks() * blockSize + extents.length * primary.metadata().activityLog().extentBytes());
@@ -1225,6 +1227,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void disconnect()
     {
         log.stopLogging();
+        primary.comparing(false);
         // Whatever the standby did not acknowledge must be sent again on the next link.
         dirtyMap.returnInFlight();
         syncDoneUnacked = false;

@@ -222,7 +222,10 @@ public final class FileWatcher implements Runnable, AutoCloseable
     private boolean awaitShipped()
     {
         final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(SHIP_WAIT_MILLIS);
-        while (running && (primary.metadata().dirtyMap().dirtyBlocks() > 0 || primary.comparing()))
+        // Not before the standby is connected and its sync has passed the compare: a block not compared yet
+        // has no shipped hash, and a scan would send it instead of letting the compare find it equal.
+        while (running && (primary.metadata().dirtyMap().dirtyBlocks() > 0 || primary.comparing()
+            || !primary.state().connected()))
         {
             if (System.nanoTime() > deadline)
             {
