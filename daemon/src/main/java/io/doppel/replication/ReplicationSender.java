@@ -337,6 +337,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         }
         peerHello = reply;
         splitBrainSeen = false;
+        primary.comparing(true); // before connected: a watched file's scans wait for the sync's compare
         state.connected(true);
         state.connects.incrementAndGet();
         Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
