@@ -38,6 +38,9 @@ public final class FileWatcher implements Runnable, AutoCloseable
     static final int STRIPE_BLOCKS = 256;
     /** After changes were found, the next scan waits at most this long for the sender to ship them. */
     static final long SHIP_WAIT_MILLIS = 2_000;
+    /** A scan starts once no event came for this long, or this long after the first event at the latest. */
+    static final int BURST_QUIET_MILLIS = 100;
+    static final long BURST_MAX_MILLIS = 1_000;
 
     private final PrimaryVolume primary;
     private final Volume volume;
@@ -186,6 +189,15 @@ public final class FileWatcher implements Runnable, AutoCloseable
             // Short waits, so close() is seen promptly.
             if (inotify.await(Math.min(left, 200)) && drainEvents() > 0)
             {
+                noticed();
+                // A writer writes in bursts: start the scan once the events pause, so one burst costs one
+                // scan (a scan started on its first write would miss what is written behind it).
+                final long burstEnd = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(BURST_MAX_MILLIS);
+                while (running && System.nanoTime() < burstEnd && inotify.await(BURST_QUIET_MILLIS)
+                    && drainEvents() > 0)
+                {
+                    // keep draining
+                }
                 return true;
             }
         }

@@ -62,7 +62,7 @@ class WatchModeTest
     {
         daemons.start(cluster.betaConfig(), "beta");
         daemons.start(cluster.alphaConfig(), "alpha");
-        return awaitConverged(cluster, 0);
+        return awaitConverged(cluster, 0, 1);
     }
 
     /** In sync, and a scan that started after {@code scansBefore} settled the file. */
