@@ -66,6 +66,11 @@ public final class StatusReport
             verify.put("skippedBlocks", v.verifySkippedBlocks());
             verify.put("differingOffsets", v.verifyDifferingOffsets());
             m.put("verify", verify);
+            m.put("source", v.config().source().configName());
+            if (v.watch() != null)
+            {
+                m.put("watch", v.watch().toMap());
+            }
             m.put("lastError", v.lastError());
             list.add(m);
         }

@@ -34,7 +34,7 @@ public final class ConfigLoader
         "heartbeat-timeout", "log-level", "tls-cert", "tls-key", "tls-ca", "nbd-tls", "admin-token-file");
     private static final List<String> PEER_KEYS = List.of("name", "address", "psk-file", "tls-fingerprint", "insecure");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
-        "compression", "replication-log-size", "nbd", "ack", "after-split-brain");
+        "compression", "replication-log-size", "nbd", "ack", "after-split-brain", "source", "watch-rate", "watch-interval");
     private static final List<String> LOG_LEVELS = List.of("error", "warn", "info", "debug");
 
     private final String source;
@@ -501,8 +501,35 @@ public final class ConfigLoader
             throw fail(where + "after-split-brain=\"" + splitText
                 + "\": expected disconnect | discard-younger-primary | discard-least-changes");
         }
+        final String sourceText = string(v, "source", VolumeConfig.DEFAULT_SOURCE, where);
+        final VolumeConfig.Source source;
+        try
+        {
+            source = VolumeConfig.Source.valueOf(sourceText.toUpperCase(Locale.ROOT));
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + "source=\"" + sourceText + "\": expected writes (doppel's own write path: NBD, API)"
+                + " | watch (another program writes the image file)");
+        }
+        if (source != VolumeConfig.Source.WATCH && (v.has("watch-rate") || v.has("watch-interval")))
+        {
+            throw fail(where + (v.has("watch-rate") ? "watch-rate" : "watch-interval") + ": only applies with"
+                + " source = \"watch\" (this volume's source is \"" + sourceText + "\")");
+        }
+        final long watchRate = v.has("watch-rate") ? size(v, "watch-rate", where)
+            : Units.parseSize(VolumeConfig.DEFAULT_WATCH_RATE);
+        if (watchRate < VolumeConfig.MIN_WATCH_RATE)
+        {
+            throw fail(where + "watch-rate=" + v.get("watch-rate") + ": expected bytes per second, at least 1MiB");
+        }
+        final long watchInterval = duration(v, "watch-interval", VolumeConfig.DEFAULT_WATCH_INTERVAL, where);
+        if (watchInterval < 10 || watchInterval > 86_400_000L)
+        {
+            throw fail(where + "watch-interval=" + v.get("watch-interval") + ": expected between 10ms and 24h");
+        }
         return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes, nbd, ack,
-            afterSplitBrain);
+            afterSplitBrain, source, watchRate, watchInterval);
     }
 
     private List<JsonNode> arrayOfTables(final JsonNode root, final String key) throws ConfigException

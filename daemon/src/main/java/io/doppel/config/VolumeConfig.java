@@ -6,8 +6,17 @@ import java.nio.file.Path;
 
 /** A {@code [[volume]]} entry: one replicated image or block device and its role on this node. */
 public record VolumeConfig(String name, Path path, long size, Role role, String peer, int blockSize,
-    Compression compression, long logBytes, String nbd, Ack ack, AfterSplitBrain afterSplitBrain)
+    Compression compression, long logBytes, String nbd, Ack ack, AfterSplitBrain afterSplitBrain, Source source,
+    long watchRate, long watchIntervalMillis)
 {
+    public VolumeConfig(final String name, final Path path, final long size, final Role role, final String peer,
+        final int blockSize, final Compression compression, final long logBytes, final String nbd, final Ack ack,
+        final AfterSplitBrain afterSplitBrain)
+    {
+        this(name, path, size, role, peer, blockSize, compression, logBytes, nbd, ack, afterSplitBrain, Source.WRITES,
+            Units.parseSize(DEFAULT_WATCH_RATE), Units.parseDurationMillis(DEFAULT_WATCH_INTERVAL));
+    }
+
     public VolumeConfig(final String name, final Path path, final long size, final Role role, final String peer,
         final int blockSize, final Compression compression, final long logBytes, final String nbd, final Ack ack)
     {
@@ -31,6 +40,33 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
             return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
         }
     }
+    /**
+     * Where a primary's changes come from: {@code writes} (the default: every write goes through doppel —
+     * NBD or the Java API — and is logged in order), or {@code watch} (another program writes the image
+     * file; doppel maps it read-only, finds changed blocks by scanning, and ships them).
+     */
+    public enum Source
+    {
+        WRITES, WATCH;
+
+        public String configName()
+        {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    public static final String DEFAULT_SOURCE = "writes";
+    public static final String DEFAULT_WATCH_RATE = "200MiB";
+    public static final String DEFAULT_WATCH_INTERVAL = "10s";
+    /** Slowest scan rate accepted: below it a large image would never finish a scan. */
+    public static final long MIN_WATCH_RATE = 1 << 20;
+
+    /** True when this node's copy is an image file another program writes (primary with source = watch). */
+    public boolean watched()
+    {
+        return source == Source.WATCH && role == Role.PRIMARY;
+    }
+
     public static final String DEFAULT_BLOCK_SIZE = "4KiB";
     public static final int MIN_BLOCK_SIZE = 4096;
     public static final int MAX_BLOCK_SIZE = 1 << 20;
@@ -75,7 +111,13 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
     public VolumeConfig withRole(final Role newRole)
     {
         return new VolumeConfig(name, path, size, newRole, peer, blockSize, compression, logBytes, nbd, ack,
-            afterSplitBrain);
+            afterSplitBrain, source, watchRate, watchIntervalMillis);
+    }
+
+    /** Where a watched volume keeps the hashes of the blocks it last shipped. */
+    public Path watchHashesPath(final Path dataDir)
+    {
+        return dataDir.resolve(name + ".watch");
     }
 
     /** Where this volume's metadata (identity, dirty bitmap) lives. */

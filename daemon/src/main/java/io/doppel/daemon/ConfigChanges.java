@@ -155,6 +155,7 @@ final class ConfigChanges
         volumeFixed(v, "size", now.size() > 0 ? exact(now.size()) : "(from the image)",
             next.size() > 0 ? exact(next.size()) : "(from the image)");
         volumeFixed(v, "block-size", exact(now.blockSize()), exact(next.blockSize()));
+        volumeFixed(v, "source", now.source().configName(), next.source().configName());
         volumeFixed(v, "peer", now.peer(), next.peer());
         volumeFixed(v, "replication-log-size", exact(now.logBytes()), exact(next.logBytes()));
         volumeFixed(v, "nbd", now.nbd() == null ? "(none)" : now.nbd(), next.nbd() == null ? "(none)" : next.nbd());

@@ -69,6 +69,7 @@ public final class DoppelNode implements AutoCloseable
     private final Map<String, StandbyVolume> standbys = new java.util.concurrent.ConcurrentHashMap<>();
     private final List<VolumeState> states = new CopyOnWriteArrayList<>();
     private final Map<String, ReplicationSender> senders = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, io.doppel.watch.FileWatcher> watchers = new java.util.concurrent.ConcurrentHashMap<>();
     private Transport transport;
     private EventExecutorGroup applyGroup;
     private PeerServer peerServer;
@@ -135,6 +136,7 @@ public final class DoppelNode implements AutoCloseable
         {
             startSender(p);
         }
+        watchers.values().forEach(io.doppel.watch.FileWatcher::start);
         startFlusher();
         startNbd();
         metrics = new Metrics(name, states);
@@ -232,6 +234,12 @@ public final class DoppelNode implements AutoCloseable
                 + config.node().name());
         }
         checkNotClosing("demote");
+        if (p.watchHashes() != null)
+        {
+            throw new AdminServer.VerbException(409, "demote: volume " + name + " is watched (source = \"watch\"):"
+                + " another program writes " + p.volume().path() + ", so this node cannot take the peer's writes into"
+                + " it; stop that program and change the volume's source first");
+        }
         // 1. No write changes the image from here on; NBD clients of the read-write export are cut off.
         p.fence();
         final VolumeConfig vc = p.config().withRole(VolumeConfig.Role.STANDBY);
@@ -416,7 +424,7 @@ public final class DoppelNode implements AutoCloseable
             || !Files.isRegularFile(vc.path()));
         try
         {
-            volume = Volume.open(vc.path(), vc.size());
+            volume = vc.watched() ? Volume.openReadOnly(vc.path(), vc.size()) : Volume.open(vc.path(), vc.size());
         }
         catch (final IOException e)
         {
@@ -490,7 +498,12 @@ public final class DoppelNode implements AutoCloseable
                 Log.warn(component, "starting as primary with a copy that is " + metadata.disk().name().toLowerCase(
                     java.util.Locale.ROOT) + " (a sync into it did not finish): its data may be unusable");
             }
-            primaries.put(vc.name(), newPrimary(vc, volume, metadata, state));
+            final PrimaryVolume primary = newPrimary(vc, volume, metadata, state);
+            primaries.put(vc.name(), primary);
+            if (vc.watched())
+            {
+                watch(primary, component);
+            }
         }
         else
         {
@@ -506,6 +519,29 @@ public final class DoppelNode implements AutoCloseable
             + vc.path() + " (" + Units.formatBytes(volume.size()) + ", block-size " + vc.blockSize()
             + ", compression " + vc.compression().configName() + (volume.isBlockDevice() ? ", block device" : "")
             + "), metadata " + metadata.path());
+    }
+
+    /** Watch mode: the shipped hashes beside the metadata, the scanner, and the up-to-date gate. */
+    private void watch(final PrimaryVolume primary, final String component) throws IOException
+    {
+        final VolumeConfig vc = primary.config();
+        final io.doppel.watch.WatchHashes hashes;
+        try
+        {
+            hashes = io.doppel.watch.WatchHashes.openOrCreate(vc.watchHashesPath(config.node().dataDir()),
+                primary.size(), vc.blockSize(), component);
+        }
+        catch (final IOException e)
+        {
+            throw new IOException("volume " + vc.name() + ": " + e.getMessage(), e);
+        }
+        final io.doppel.replication.WatchStatus status = new io.doppel.replication.WatchStatus();
+        primary.state().watch(status);
+        final io.doppel.watch.FileWatcher watcher = new io.doppel.watch.FileWatcher(primary, hashes, status, component);
+        primary.watch(hashes, watcher::settled);
+        watchers.put(vc.name(), watcher);
+        Log.info(component, "watching " + vc.path() + " (read-only; watch-rate " + Units.formatBytes(vc.watchRate())
+            + "/s, watch-interval " + vc.watchIntervalMillis() + " ms), shipped hashes in " + hashes.path());
     }
 
     /**
@@ -697,6 +733,11 @@ public final class DoppelNode implements AutoCloseable
             if (p != null)
             {
                 startSender(p);
+                final io.doppel.watch.FileWatcher w = watchers.get(vc.name());
+                if (w != null)
+                {
+                    w.start();
+                }
             }
         }
         return ReloadResult.accepted(changes.applied);
@@ -812,6 +853,17 @@ public final class DoppelNode implements AutoCloseable
         if (admin != null)
         {
             admin.close();
+        }
+        for (final io.doppel.watch.FileWatcher w : watchers.values())
+        {
+            try
+            {
+                w.close();
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
         }
         for (final ReplicationSender s : senders.values())
         {

@@ -17,6 +17,7 @@ import java.nio.ByteOrder;
 public final class BlockHash
 {
     private static final Hasher128 XXH3 = Hashing.xxh3_128();
+    private static final com.dynatrace.hash4j.hashing.Hasher64 XXH3_64 = Hashing.xxh3_64();
     /** hash4j reads multi-byte words with the buffer's own getLong/getInt, so the access must match its order. */
     private static final ByteAccess<ByteBuffer> LITTLE_ENDIAN = ByteAccess.forByteBuffer(ByteOrder.LITTLE_ENDIAN);
     private static final ByteAccess<ByteBuffer> BIG_ENDIAN = ByteAccess.forByteBuffer(ByteOrder.BIG_ENDIAN);
@@ -29,6 +30,13 @@ public final class BlockHash
     public static HashValue128 of(final ByteBuffer buffer, final int index, final int length)
     {
         return XXH3.hashBytesTo128Bits(buffer, index, length,
+            buffer.order() == ByteOrder.LITTLE_ENDIAN ? LITTLE_ENDIAN : BIG_ENDIAN);
+    }
+
+    /** XXH3-64 of {@code buffer[index, index+length)}, by absolute reads; allocates nothing. */
+    public static long of64(final ByteBuffer buffer, final int index, final int length)
+    {
+        return XXH3_64.hashBytesToLong(buffer, index, length,
             buffer.order() == ByteOrder.LITTLE_ENDIAN ? LITTLE_ENDIAN : BIG_ENDIAN);
     }
 

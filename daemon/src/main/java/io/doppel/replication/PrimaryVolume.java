@@ -22,6 +22,9 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     private final VolumeState state;
     private final ReplicationLog log;
     private final AckTracker acks;
+    /** Watch mode only (else null / always settled): what was shipped, and whether a whole scan found no change. */
+    private volatile io.doppel.watch.WatchHashes watchHashes;
+    private volatile java.util.function.BooleanSupplier settled = () -> true;
 
     public PrimaryVolume(final VolumeConfig config, final Volume volume, final MetadataFile metadata,
         final VolumeState state, final ReplicationLog log, final AckTracker acks)
@@ -92,10 +95,67 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         return acks;
     }
 
+    /**
+     * NBD on a watched volume is a read-only export: the file belongs to the program that writes it, and
+     * doppel never writes it on the primary. (A standby promoted under a watch config is not watched: its
+     * copy was written by doppel, and doppel's write path serves it.)
+     */
     @Override
     public boolean readOnly()
     {
-        return false;
+        return watchHashes != null;
+    }
+
+    /** Makes this a watched volume: the sender records shipped hashes, and up to date waits for {@code gate}. */
+    public void watch(final io.doppel.watch.WatchHashes hashes, final java.util.function.BooleanSupplier gate)
+    {
+        this.watchHashes = hashes;
+        this.settled = gate;
+    }
+
+    private volatile boolean comparing;
+
+    /** The sender is comparing the whole volume with the standby (a watched file's scans wait for it). */
+    public boolean comparing()
+    {
+        return comparing;
+    }
+
+    void comparing(final boolean value)
+    {
+        comparing = value;
+    }
+
+    public io.doppel.watch.WatchHashes watchHashes()
+    {
+        return watchHashes;
+    }
+
+    /** Always true, except for a watched volume whose last whole scan did not find the file settled. */
+    public java.util.function.BooleanSupplier settledGate()
+    {
+        return () -> settled.getAsBoolean();
+    }
+
+    /** A watched file's blocks {@code [from, to)} changed: marked dirty for the sender (see {@link ReplicationLog#markChanged}). */
+    public void markChanged(final long from, final long to)
+    {
+        log.markChanged(from, to);
+    }
+
+    /** A watched file may have changed: a standby reported up to date is outdated until shipped and settled. */
+    public void noteExternalChange()
+    {
+        log.noteExternalChange();
+    }
+
+    private void checkWritable()
+    {
+        if (watchHashes != null)
+        {
+            throw new IllegalStateException("volume " + config.name() + " is watched (source = \"watch\"): another"
+                + " program writes " + volume.path() + ", doppel never does");
+        }
     }
 
     /**
@@ -105,6 +165,7 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     @Override
     public long write(final long offset, final ByteBuffer src)
     {
+        checkWritable();
         final long lsn = log.write(offset, src);
         state.sampleWrite(lsn);
         return lsn;
@@ -114,6 +175,7 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
     @Override
     public long writeZeroes(final long offset, final long length, final boolean mayTrim)
     {
+        checkWritable();
         final long lsn = log.writeZeroes(offset, length, mayTrim);
         state.sampleWrite(lsn);
         return lsn;
@@ -251,7 +313,17 @@ public final class PrimaryVolume implements AutoCloseable, NbdExport
         log.stopLogging();
         try (metadata)
         {
-            volume.close();
+            try
+            {
+                if (watchHashes != null)
+                {
+                    watchHashes.close();
+                }
+            }
+            finally
+            {
+                volume.close();
+            }
         }
     }
 }

@@ -220,6 +220,59 @@ public final class ReplicationLog
     }
 
     /**
+     * Blocks {@code [from, to)} of a watched file changed behind doppel's back (another program wrote them):
+     * they are marked dirty, and a streaming volume drops to catch-up, so the sender ships them from the
+     * dirty map and the standby is inconsistent until the catch-up ends. Nothing is logged: the bytes are
+     * read at sending time.
+     */
+    public void markChanged(final long from, final long to)
+    {
+        lock.lock();
+        try
+        {
+            if (!logging)
+            {
+                metadata.startTracking();
+            }
+            dirtyMap.markBlocks(from, to);
+            if (logging)
+            {
+                logging = false;
+                releaseAll();
+                state.replication(VolumeState.Replication.BEHIND);
+                state.disk(VolumeState.Disk.SYNCING);
+                notEmpty.signalAll();
+                acks.release(writes);
+            }
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * A watched file may have changed (an event came, not yet scanned): a standby reported up to date is
+     * outdated from now on — still consistent, but behind. Under the lock the sender also takes to report
+     * up to date, so the two cannot cross.
+     */
+    public void noteExternalChange()
+    {
+        lock.lock();
+        try
+        {
+            if (state.disk() == VolumeState.Disk.UP_TO_DATE)
+            {
+                state.disk(VolumeState.Disk.OUTDATED);
+            }
+        }
+        finally
+        {
+            lock.unlock();
+        }
+    }
+
+    /**
      * What must be on disk before a write may change the image: its extents in the activity log (a
      * machine crash must not hide it), a new data generation when the standby is not following, and its
      * dirty bits (a killed process must not hide it; marked again after the write for the drainer).

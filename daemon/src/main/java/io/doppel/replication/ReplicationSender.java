@@ -103,6 +103,14 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private final long[] recordWhere = new long[3];
     private final ByteBuf[] recordData = new ByteBuf[1];
     private final Thread thread;
+    /** A watched volume's record of what was shipped (null: not watched); see {@link io.doppel.watch.WatchHashes}. */
+    private final io.doppel.watch.WatchHashes shipped;
+    /** A watched volume's gate: true only after a whole scan found nothing changing (always true otherwise). */
+    private final java.util.function.BooleanSupplier settled;
+    /** Watched volumes: a private copy of one block, so a compare hashes the same bytes it records. */
+    private final ByteBuffer compareCopy;
+    /** SYNC_DONE was acknowledged, but the watch gate held the up-to-date report back. */
+    private boolean upToDatePending;
 
     private volatile boolean running = true;
     private Channel channel;
@@ -176,6 +184,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         this.zeroBlockHash = BlockHash.ofZeros(blockSize);
         this.encoder = new BlockEncoder(primary.config().compression());
         this.recoveredExtentsPending = primary.metadata().alRecoveryPending();
+        this.shipped = primary.watchHashes();
+        this.settled = primary.settledGate();
+        this.compareCopy = shipped == null ? null
+            : ByteBuffer.allocateDirect(blockSize).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         // A FastThreadLocalThread, like an event loop: Netty 4.2 gives only those a recycler pool for the
         // pooled buffers' wrapper objects, so a plain Thread allocated ~120 B per frame it encoded.
         this.thread = new FastThreadLocalThread(this, "doppel-sender-" + primary.name());
@@ -431,6 +443,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         }
         peerHello = reply;
         splitBrainSeen = false;
+        primary.comparing(true); // before connected: a watched file's scans wait for the sync's compare
         state.connected(true);
         state.connects.incrementAndGet();
         Log.info(component, "connected to peer " + peer.name() + " (protocol v" + reply.agreedVersion() + ", "
@@ -540,6 +553,8 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void synchronize() throws LinkDownException, InterruptedException
     {
         log.stopLogging();
+        upToDatePending = false;
+        primary.comparing(true); // until the kind of sync is known (a whole-volume compare keeps it)
         state.replication(VolumeState.Replication.SYNCING);
         state.disk(VolumeState.Disk.SYNCING);
         if (discardStandbyChanges)
@@ -571,6 +586,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final long startNanos = System.nanoTime();
         final long sentBefore = state.bytesSent();
         state.syncStarted("dirty-map");
+        primary.comparing(false);
         sendSyncBegin(SYNC_FROM_DIRTY_MAP);
         final long[] extents = recoveredExtentsPending ? primary.metadata().activityLog().recoveredExtents() : new long[0];
         state.syncTotalBytes.set(dirtyMap.dirtyBlocks() * blockSize + extents.length * primary.metadata().activityLog().extentBytes());
@@ -634,6 +650,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         finally
         {
             comparingAll = false;
+            primary.comparing(false);
         }
     }
 
@@ -654,6 +671,9 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         final int batch = (int)Math.max(1, Math.min(WireProtocol.MAX_HASHES_PER_LIST, HASH_BATCH_BYTES / blockSize));
         state.syncTotalBytes.set(volume.size());
         state.syncedBytes.set(0);
+        // A watched file is not scanned meanwhile: blocks not compared yet have no shipped hash, and a scan
+        // would send them all instead of letting the compare find them equal.
+        primary.comparing(true);
         long requested = 0;
         int outstanding = 0;
         for (long start = 0; start < blocks; start += batch)
@@ -689,6 +709,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             shipDirty(start, start + count);
             state.syncedBytes.set(Math.min(volume.size(), (start + count) * blockSize));
         }
+        primary.comparing(false);
         catchUp();
         final double seconds = (System.nanoTime() - startNanos) / 1e9;
         Log.info(component, String.format("compare and sync done in %.1f s: %d bytes sent for a %d-byte volume",
@@ -716,6 +737,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             {
                 dirtyMap.mark(block);
             }
+            else if (shipped != null)
+            {
+                shipped.put(block, io.doppel.watch.WatchHashes.ZERO_BLOCK); // a blank standby holds zeros here
+            }
         }
     }
 
@@ -739,6 +764,11 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final int length = blockLength(block);
             final long hi = list.readLong();
             final long lo = list.readLong();
+            if (shipped != null)
+            {
+                compareWatched(block, offset, length, hi, lo);
+                continue;
+            }
             hasher.hashBlock(volume.windowFor(offset), volume.indexInWindow(offset), length, blockSize, zeroBlockHash);
             if (hasher.high() != hi || hasher.low() != lo)
             {
@@ -747,16 +777,48 @@ public final class ReplicationSender implements Runnable, AutoCloseable
         }
     }
 
+    /**
+     * A watched volume's block in a whole-volume compare: both hashes are taken from one private copy, so
+     * a block found equal records exactly what the standby holds (a later scan then skips it instead of
+     * sending the whole file once more).
+     */
+    private void compareWatched(final long block, final long offset, final int length, final long hi, final long lo)
+    {
+        compareCopy.clear();
+        compareCopy.put(0, volume.windowFor(offset), volume.indexInWindow(offset), length);
+        final HashValue128 local = BlockHash.ofBlock(compareCopy, 0, length, blockSize, zeroBlockHash);
+        if (local.getMostSignificantBits() != hi || local.getLeastSignificantBits() != lo)
+        {
+            dirtyMap.mark(block);
+        }
+        else
+        {
+            shipped.put(block, io.doppel.watch.WatchHashes.hashOf(compareCopy, 0, length));
+        }
+    }
+
     /** Ships dirty blocks until none is left, then starts streaming the log (atomically with the check). */
     private void catchUp() throws LinkDownException
     {
         long lastUnlogged;
-        do
+        while (true)
         {
             checkStillWanted();
             shipDirty(0, dirtyMap.blockCount());
+            if (!settled.getAsBoolean())
+            {
+                // A watched file: the standby is a consistent copy only once a whole scan found the file
+                // equal to what was shipped. Until then, no SYNC_DONE: it stays marked inconsistent.
+                flush();
+                maintainEpochs();
+                LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+                continue;
+            }
+            if ((lastUnlogged = log.startLogging()) >= 0)
+            {
+                break;
+            }
         }
-        while ((lastUnlogged = log.startLogging()) < 0);
         syncDoneGen = log.loggingGeneration();
         syncDoneSeq = sendSyncDone(syncDoneGen);
         syncDoneUnacked = true;
@@ -980,11 +1042,15 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                     primary.metadata().alRecoveryDone();
                     recoveredExtentsPending = false;
                 }
-                // Under the log's lock: an overflow in between keeps the state at behind/syncing.
-                if (log.ifLogging(() -> state.disk(VolumeState.Disk.UP_TO_DATE)))
-                {
-                    Log.info(component, "standby " + peer.name() + " is up to date; streaming");
-                }
+                upToDatePending = true;
+            }
+            if (shipped != null && !syncDoneUnacked && state.disk() == VolumeState.Disk.OUTDATED)
+            {
+                upToDatePending = true; // an event that changed nothing: up to date again once a scan settles
+            }
+            if (upToDatePending)
+            {
+                reportUpToDate();
             }
             if (log.take(unflushed > 0 ? 0 : TimeUnit.MILLISECONDS.toNanos(50), recordWhere, recordData))
             {
@@ -1026,14 +1092,45 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             if (!log.isLogging())
             {
-                Log.warn(component, "replication log overflowed (more than "
-                    + primary.config().logBytes() + " bytes unsent); catching up from the dirty map, standby is"
-                    + " inconsistent until done");
+                upToDatePending = false;
+                if (shipped != null)
+                {
+                    Log.debug(component, "watched file changed: shipping " + dirtyMap.dirtyBlocks()
+                        + " changed block(s); standby is inconsistent until done");
+                }
+                else
+                {
+                    Log.warn(component, "replication log overflowed (more than "
+                        + primary.config().logBytes() + " bytes unsent); catching up from the dirty map, standby is"
+                        + " inconsistent until done");
+                }
                 state.replication(VolumeState.Replication.BEHIND);
                 state.disk(VolumeState.Disk.SYNCING);
                 sendSyncBegin(SYNC_FROM_DIRTY_MAP);
                 catchUp();
             }
+        }
+    }
+
+    /**
+     * Reports the standby up to date, under the log's lock (an overflow in between keeps it at behind or
+     * syncing), and for a watched file only while the last whole scan found nothing changing.
+     */
+    private void reportUpToDate()
+    {
+        final boolean[] done = new boolean[1];
+        log.ifLogging(() ->
+        {
+            if (settled.getAsBoolean())
+            {
+                state.disk(VolumeState.Disk.UP_TO_DATE);
+                done[0] = true;
+            }
+        });
+        if (done[0])
+        {
+            upToDatePending = false;
+            Log.info(component, "standby " + peer.name() + " is up to date; streaming");
         }
     }
 
@@ -1077,6 +1174,10 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             final int n = (int)Math.min(Math.min(end - pos, WireProtocol.MAX_PAYLOAD_BYTES),
                 mapped.capacity() - mappedIndex);
             snapshot.put(0, mapped, mappedIndex, n);
+            if (shipped != null)
+            {
+                recordShipped(pos, n);
+            }
             final ByteBuffer window = snapshot;
             final int index = 0;
             int i = 0;
@@ -1103,6 +1204,16 @@ public final class ReplicationSender implements Runnable, AutoCloseable
                 state.blocksSent.addAndGet((segmentLength + blockSize - 1) / blockSize);
             }
             pos += n;
+        }
+    }
+
+    /** A watched volume: the hash of each block of the snapshot about to be sent is what the standby gets. */
+    private void recordShipped(final long offset, final int n)
+    {
+        long block = offset / blockSize;
+        for (int i = 0; i < n; i += blockSize, block++)
+        {
+            shipped.put(block, io.doppel.watch.WatchHashes.hashOf(snapshot, i, Math.min(blockSize, n - i)));
         }
     }
 
@@ -1239,6 +1350,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void disconnect()
     {
         log.stopLogging();
+        primary.comparing(false);
         // Whatever the standby did not acknowledge must be sent again on the next link.
         dirtyMap.returnInFlight();
         syncDoneUnacked = false;

@@ -82,6 +82,19 @@ public final class VolumeState
     /** Writes and flushes of this node's image that failed (disk full, I/O error). */
     final AtomicLong diskErrors = new AtomicLong();
 
+    private volatile WatchStatus watch;
+
+    /** The scanner's state when this node's copy is a watched file; null otherwise. */
+    public WatchStatus watch()
+    {
+        return watch;
+    }
+
+    public void watch(final WatchStatus value)
+    {
+        watch = value;
+    }
+
     public VolumeState(final VolumeConfig config, final long size)
     {
         this.config = config;

@@ -228,6 +228,68 @@ public final class NativeIo
         }
     }
 
+    /** Opens {@code path} read-only (close-on-exec) for {@link #seekData}/{@link #seekHole}; -1 without libc. */
+    public static int openReadOnly(final Path path) throws IOException
+    {
+        if (LIBC == null)
+        {
+            return -1;
+        }
+        try
+        {
+            return LIBC.open(path.toString(), O_RDONLY | O_CLOEXEC);
+        }
+        catch (final LastErrorException e)
+        {
+            throw new IOException(path + ": open for reading failed: errno " + e.getErrorCode(), e);
+        }
+    }
+
+    /**
+     * The first offset at or after {@code at} that holds data ({@code lseek(SEEK_DATA)}); -1 when only a hole
+     * follows. A file system without hole support reports everything as data; so does fd -1.
+     */
+    public static long seekData(final int fd, final long at)
+    {
+        if (fd < 0)
+        {
+            return at;
+        }
+        try
+        {
+            return LIBC.lseek(fd, at, SEEK_DATA);
+        }
+        catch (final LastErrorException e)
+        {
+            return e.getErrorCode() == ENXIO ? -1 : at;
+        }
+    }
+
+    /** The first hole at or after {@code at} ({@code lseek(SEEK_HOLE)}; the end of the file counts as one). */
+    public static long seekHole(final int fd, final long at, final long size)
+    {
+        if (fd < 0)
+        {
+            return size;
+        }
+        try
+        {
+            return LIBC.lseek(fd, at, SEEK_HOLE);
+        }
+        catch (final LastErrorException e)
+        {
+            return size;
+        }
+    }
+
+    /** Closes a descriptor from {@link #openReadOnly}. */
+    public static void closeDescriptor(final int fd)
+    {
+        closeQuietly(fd);
+    }
+
+    static final int ENXIO = 6;
+
     private static void closeQuietly(final int fd)
     {
         if (fd >= 0)

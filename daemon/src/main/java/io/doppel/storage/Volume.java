@@ -68,6 +68,12 @@ public final class Volume implements Closeable
     private Volume(final Path path, final long size, final boolean blockDevice, final long windowBytes,
         final FileChannel channel) throws IOException
     {
+        this(path, size, blockDevice, windowBytes, channel, false);
+    }
+
+    private Volume(final Path path, final long size, final boolean blockDevice, final long windowBytes,
+        final FileChannel channel, final boolean readOnly) throws IOException
+    {
         this.path = path;
         this.size = size;
         this.blockDevice = blockDevice;
@@ -81,12 +87,13 @@ public final class Volume implements Closeable
         for (int i = 0; i < count; i++)
         {
             final long start = (long)i << windowShift;
-            windows[i] = channel.map(FileChannel.MapMode.READ_WRITE, start, Math.min(windowBytes, size - start));
+            windows[i] = channel.map(readOnly ? FileChannel.MapMode.READ_ONLY : FileChannel.MapMode.READ_WRITE, start,
+                Math.min(windowBytes, size - start));
             // Native order on x86/ARM: the hash reads 64-bit words straight, without byte swaps.
             windows[i].order(ByteOrder.LITTLE_ENDIAN);
             windowAddresses[i] = PlatformDependent.hasUnsafe() ? PlatformDependent.directBufferAddress(windows[i]) : 0;
         }
-        this.fd = NativeIo.openForWrite(path); // last: nothing after it can fail and leak it
+        this.fd = readOnly ? -1 : NativeIo.openForWrite(path); // last: nothing after it can fail and leak it
         this.populate = fd >= 0 && PlatformDependent.hasUnsafe();
     }
 
@@ -145,6 +152,37 @@ public final class Volume implements Closeable
         try
         {
             return new Volume(path, size, device, windowBytes, channel);
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            channel.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Maps an existing image file that another program writes (watch mode), read-only: this process never
+     * writes it, and a write through this volume fails ({@link java.nio.ReadOnlyBufferException}). The
+     * size is the file's size now; {@code expectedSize} (when positive) must match it.
+     */
+    public static Volume openReadOnly(final Path path, final long expectedSize) throws IOException
+    {
+        if (!Files.isRegularFile(path))
+        {
+            throw new IOException(path + ": " + (Files.exists(path) ? "not a regular file" : "no such image")
+                + "; a watched volume must be an existing image file");
+        }
+        final FileChannel channel = FileChannel.open(path, StandardOpenOption.READ);
+        final long size = channel.size();
+        if (size <= 0 || expectedSize > 0 && size != expectedSize)
+        {
+            channel.close();
+            throw new IOException(path + ": watched image holds " + size + " bytes"
+                + (size <= 0 ? " (empty)" : ", config says size = " + expectedSize));
+        }
+        try
+        {
+            return new Volume(path, size, false, MAX_WINDOW_BYTES, channel, true);
         }
         catch (final IOException | RuntimeException e)
         {

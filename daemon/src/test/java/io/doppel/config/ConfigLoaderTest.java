@@ -247,6 +247,31 @@ class ConfigLoaderTest
     }
 
     @Test
+    void sourceAndWatchKeys() throws ConfigException
+    {
+        final VolumeConfig plain = parse(EXAMPLE).volumes().get(0);
+        assertThat(plain.source()).isEqualTo(VolumeConfig.Source.WRITES);
+        assertThat(plain.watched()).isFalse();
+        final VolumeConfig watched = parse(volumeWith(null,
+            "source = \"watch\"\nwatch-rate = \"50MiB\"\nwatch-interval = \"2s\"")).volumes().get(0);
+        assertThat(watched.source()).isEqualTo(VolumeConfig.Source.WATCH);
+        assertThat(watched.watched()).isTrue();
+        assertThat(watched.watchRate()).isEqualTo(50L << 20);
+        assertThat(watched.watchIntervalMillis()).isEqualTo(2000);
+        assertThat(watched.withRole(VolumeConfig.Role.STANDBY).watched()).as("a standby is never watched").isFalse();
+        final VolumeConfig defaults = parse(volumeWith(null, "source = \"WATCH\"")).volumes().get(0);
+        assertThat(defaults.watchRate()).isEqualTo(200L << 20);
+        assertThat(defaults.watchIntervalMillis()).isEqualTo(10_000);
+        refused(volumeWith(null, "source = \"nbd-only\""), "[[volume vm1]].source=\"nbd-only\"", "writes", "watch");
+        refused(volumeWith(null, "watch-rate = \"50MiB\""), "[[volume vm1]].watch-rate", "only applies with source");
+        refused(volumeWith(null, "source = \"watch\"\nwatch-rate = \"64KiB\""), "watch-rate=\"64KiB\"",
+            "at least 1MiB");
+        refused(volumeWith(null, "source = \"watch\"\nwatch-interval = \"1ms\""), "watch-interval=\"1ms\"",
+            "between 10ms and 24h");
+        refused(volumeWith(null, "source = \"watch\"\nwatch-interval = \"soon\""), "watch-interval=\"soon\"");
+    }
+
+    @Test
     void badAddressesAreRefused()
     {
         refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1\""), "[node].listen",

@@ -45,6 +45,9 @@ public final class TestCluster
     public String alphaPeerExtra = "";
     public String betaPeerExtra = "";
 
+    /** Raw TOML lines inside alpha's [[volume]] table (watch mode keys, say). */
+    public String alphaVolumeExtra = "";
+
     /** Raw TOML appended to alpha's file (whole tables, such as [limits]). */
     public String alphaExtra = "";
 
@@ -104,6 +107,7 @@ public final class TestCluster
             "replication-log-size = \"" + logSize + "\"",
             ack == null ? "" : "ack = \"" + ack + "\"",
             afterSplitBrain == null ? "" : "after-split-brain = \"" + afterSplitBrain + "\"",
+            node.equals("alpha") ? alphaVolumeExtra : "",
             nbd == null ? "" : "nbd = \"" + nbd + "\"\n",
             node.equals("alpha") ? alphaExtra : "");
         final Path file = dir.resolve(node + ".toml");
