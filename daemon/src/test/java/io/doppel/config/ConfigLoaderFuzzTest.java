@@ -61,10 +61,25 @@ class ConfigLoaderFuzzTest
             final Path file = dir.resolve("systemd/doppel.toml");
             if (Files.isRegularFile(file))
             {
-                return Files.readString(file);
+                // the sample names a PSK file at its installed place: point it at a real private key
+                return Files.readString(file).replace("/etc/doppel/peer-beta.psk", pskFile().toString());
             }
         }
         throw new IOException("systemd/doppel.toml not found above " + Path.of("").toAbsolutePath());
+    }
+
+    private static Path psk;
+
+    private static synchronized Path pskFile() throws IOException
+    {
+        if (psk == null)
+        {
+            psk = Files.createTempFile("doppel-fuzz-", ".psk");
+            psk.toFile().deleteOnExit();
+            Files.writeString(psk, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n");
+            Files.setPosixFilePermissions(psk, java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
+        }
+        return psk;
     }
 
     /** The sample's lines without comments and blank lines: every line a mutation touches matters. */
