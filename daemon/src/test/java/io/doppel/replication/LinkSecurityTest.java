@@ -346,6 +346,10 @@ class LinkSecurityTest
                 + alpha.primary("vm1").state().lastError());
             assertThat(alpha.primary("vm1").state().connects()).as("never connected").isZero();
             assertThat(alpha.primary("vm1").state().blocksSent()).as("no block sent").isZero();
+            // the failure is counted before its line is written: wait for both lines
+            awaitTrue(() -> !TestCerts.lines(log(), "beta/peers", "refused a peer link from", "(" + betaReason + ")")
+                .isEmpty() && !TestCerts.lines(log(), "alpha/vm1", "peer beta at 127.0.0.1:" + cluster.betaListen)
+                .isEmpty(), 10, () -> "log lines of both sides");
             final String log = log();
             assertThat(TestCerts.lines(log, "beta/peers", "refused a peer link from", "(" + betaReason + ")"))
                 .as("beta's log line").isNotEmpty();
