@@ -2,12 +2,11 @@ package io.doppel.nbd;
 
 import io.doppel.config.NbdTlsMode;
 import io.doppel.config.TlsConfig;
+import io.doppel.net.TlsMaterial;
 import io.netty.buffer.ByteBufAllocator;
 import io.netty.handler.ssl.ClientAuth;
 import io.netty.handler.ssl.SslContext;
-import io.netty.handler.ssl.SslContextBuilder;
 import io.netty.handler.ssl.SslHandler;
-import io.netty.handler.ssl.SslProvider;
 
 import java.io.IOException;
 
@@ -36,13 +35,9 @@ public final class NbdTls
         }
         try
         {
-            final SslContext context = SslContextBuilder.forServer(tls.cert().toFile(), tls.key().toFile())
-                .trustManager(tls.ca().toFile())
-                .clientAuth(ClientAuth.REQUIRE)
-                .protocols("TLSv1.3", "TLSv1.2")
-                .sslProvider(SslProvider.JDK)
-                .build();
-            return new NbdTls(mode, context);
+            // the same PEM loading, protocols and CA trust as the peer links
+            final TlsMaterial material = TlsMaterial.load(tls);
+            return new NbdTls(mode, material.serverContext(material.caTrust(), ClientAuth.REQUIRE));
         }
         catch (final IOException | RuntimeException e)
         {
