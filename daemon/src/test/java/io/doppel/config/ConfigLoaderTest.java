@@ -423,12 +423,14 @@ class ConfigLoaderTest
     /** Real PEM files made by openssl (the loader parses them; the test skips without openssl). */
     private String nodeWithTls(final String extra) throws Exception
     {
-        final io.doppel.tools.TestCertificates pki = io.doppel.tools.TestCertificates.newCa(tlsDir.resolve("pki"), "t");
-        final Path[] issued = pki.issue("alpha");
+        io.doppel.net.TestCerts.assumeOpenssl();
+        final io.doppel.net.TestCerts pki = new io.doppel.net.TestCerts(tlsDir.resolve("pki"));
+        final Path caCert = pki.ca("t");
+        final Path[] issued = pki.node("alpha", "t", "alpha");
         final Path cert = Files.copy(issued[0], tlsDir.resolve("cert.pem"));
         final Path key = Files.copy(issued[1], tlsDir.resolve("key.pem"));
         Files.setPosixFilePermissions(key, java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"));
-        final Path ca = Files.copy(pki.caCert(), tlsDir.resolve("ca.pem"));
+        final Path ca = Files.copy(caCert, tlsDir.resolve("ca.pem"));
         return NODE + "tls-cert = \"" + cert + "\"\ntls-key = \"" + key + "\"\ntls-ca = \"" + ca + "\"\n" + extra + "\n";
     }
 

@@ -4,7 +4,7 @@ import io.doppel.replication.DaemonProcesses;
 import io.doppel.replication.TestCluster;
 import io.doppel.tools.LoopbackPorts;
 import io.doppel.tools.MixedImage;
-import io.doppel.tools.TestCertificates;
+import io.doppel.net.TestCerts;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -36,25 +36,27 @@ class NbdTlsTest
     {
         Assumptions.assumeTrue(toolExists("qemu-img") && toolExists("qemu-io"),
             "SKIPPED: qemu-img/qemu-io not installed (apt-get install qemu-utils)");
-        final TestCertificates ca = TestCertificates.newCa(dir.resolve("pki"), "doppel");
-        final Path[] server = ca.issue("alpha");
-        final Path clientDir = qemuCredentials("qemu-client", ca.caCert(), ca.issue("vmhost"));
-        final TestCertificates rogue = TestCertificates.newCa(dir.resolve("rogue-pki"), "rogue");
-        final Path rogueDir = qemuCredentials("qemu-rogue", ca.caCert(), rogue.issue("mallory"));
+        TestCerts.assumeOpenssl();
+        final TestCerts certs = new TestCerts(dir.resolve("pki"));
+        final Path caCert = certs.ca("doppel");
+        final Path[] server = certs.node("alpha", "doppel", "alpha");
+        final Path clientDir = qemuCredentials("qemu-client", caCert, certs.node("vmhost", "doppel", "vmhost"));
+        final Path rogueCa = certs.ca("rogue");
+        final Path rogueDir = qemuCredentials("qemu-rogue", caCert, certs.node("mallory", "rogue", "mallory"));
         // qemu checks its own certificate against its CA file first: trust both CAs on the client side, so
         // it is the server that must refuse the foreign certificate
-        Files.writeString(rogueDir.resolve("ca-cert.pem"), Files.readString(rogue.caCert()),
+        Files.writeString(rogueDir.resolve("ca-cert.pem"), Files.readString(rogueCa),
             java.nio.file.StandardOpenOption.APPEND);
 
         final TestCluster cluster = new TestCluster(dir, SIZE);
         final int port = LoopbackPorts.free(1)[0];
         cluster.alphaNbd = "127.0.0.1:" + port;
         cluster.alphaNodeExtra = String.join("\n", "tls-cert = \"" + server[0] + "\"", "tls-key = \"" + server[1] + "\"",
-            "tls-ca = \"" + ca.caCert() + "\"", "nbd-tls = \"require\"");
+            "tls-ca = \"" + caCert + "\"", "nbd-tls = \"require\"");
         // TLS on a node secures its peer links too: beta needs its own certificate from the same CA
-        final Path[] betaCert = ca.issue("beta");
+        final Path[] betaCert = certs.node("beta", "doppel", "beta");
         cluster.betaNodeExtra = String.join("\n", "tls-cert = \"" + betaCert[0] + "\"", "tls-key = \"" + betaCert[1]
-            + "\"", "tls-ca = \"" + ca.caCert() + "\"");
+            + "\"", "tls-ca = \"" + caCert + "\"");
         final Path source = dir.resolve("source.raw");
         final byte[] data = new byte[8 << 20];
         new SplittableRandom(81).nextBytes(data);
