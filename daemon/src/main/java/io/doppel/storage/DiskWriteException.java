@@ -48,13 +48,14 @@ public final class DiskWriteException extends UncheckedIOException
     static DiskWriteException write(final Path path, final long size, final long offset, final int length,
         final int errno, final Throwable cause)
     {
-        final boolean full = errno == ENOSPC || errno == EDQUOT || (errno == 0 && usableSpace(path) < length);
+        final long free = usableSpace(path);
+        final boolean full = errno == ENOSPC || errno == EDQUOT || (errno == 0 && free < length);
         final String what = "writing " + length + " bytes at offset " + offset + " of " + path + " failed: ";
         if (full)
         {
             final long allocated = NativeIo.allocatedBytes(path);
             return new DiskWriteException(what + "no space left on the file system holding it ("
-                + usableSpace(path) + " bytes free, the write needs " + length
+                + free + " bytes free, the write needs " + length
                 + (allocated >= 0 ? "; the image of " + size + " bytes has " + allocated
                     + " allocated and needs up to " + Math.max(0, size - allocated) + " more to be fully written" : "")
                 + ")", true, false, cause);

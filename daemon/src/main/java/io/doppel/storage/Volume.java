@@ -57,10 +57,11 @@ public final class Volume implements Closeable
     private final MappedByteBuffer[] windows;
     private final long[] windowAddresses;
     private static final int PAGE_SIZE = NativeIo.pageSize();
-    /** Whether mapped stores are preceded by {@link #populate} (libc bound, Linux 5.14+). */
+    /**
+     * Whether mapped stores are preceded by {@link #populate} (libc bound, Linux 5.14+). When not, direct
+     * buffers of any length go through pwrite, so no store into the mapping is left unguarded.
+     */
     private volatile boolean populate;
-    /** Direct-buffer writes at least this long go through pwrite ({@link #PWRITE_MIN_BYTES}; 0 when stores are unguarded). */
-    private volatile int pwriteMinBytes = PWRITE_MIN_BYTES;
     private final AtomicIntegerArray touched;
     /** The first failed flush; from then on no flush reports success. Guarded by this. */
     private DiskWriteException failedFlush;
@@ -250,7 +251,7 @@ public final class Volume implements Closeable
     {
         final int length = src.remaining();
         checkRange(offset, length);
-        if (length >= pwriteMinBytes && fd >= 0 && src.isDirect() && PlatformDependent.hasUnsafe())
+        if (length >= (populate ? PWRITE_MIN_BYTES : 0) && fd >= 0 && src.isDirect() && PlatformDependent.hasUnsafe())
         {
             pwrite(offset, PlatformDependent.directBufferAddress(src) + src.position(), length);
             for (long at = offset; at < offset + length; at = ((at >>> windowShift) + 1) << windowShift)
@@ -348,7 +349,6 @@ public final class Volume implements Closeable
                 {
                     // A kernel before 5.14: stores stay unguarded, so direct buffers go through pwrite instead.
                     populate = false;
-                    pwriteMinBytes = 0;
                     return;
                 }
                 throw DiskWriteException.write(path, size, pos, n, 0, e);
