@@ -33,6 +33,55 @@ public final class Fuzz
         return n == null ? quick : Math.max(1, n);
     }
 
+    /** When the last connection was opened: the fuzzers stay under [limits].connection-rate (100 a second). */
+    private static long lastConnect;
+
+    /** A loopback connection to {@code port}, opened at most one per 15 ms (the gate refuses more than 100 a second). */
+    public static synchronized java.net.Socket connect(final int port) throws java.io.IOException
+    {
+        final long wait = lastConnect + 15_000_000L - System.nanoTime();
+        if (wait > 0)
+        {
+            java.util.concurrent.locks.LockSupport.parkNanos(wait);
+        }
+        lastConnect = System.nanoTime();
+        final java.net.Socket s = new java.net.Socket(java.net.InetAddress.getLoopbackAddress(), port);
+        s.setSoTimeout(10_000);
+        s.setTcpNoDelay(true);
+        return s;
+    }
+
+    /**
+     * Reads until the other side closes (or resets) the connection; returns the bytes read; fails, naming
+     * {@code who}, if it keeps the connection open past {@code millis}.
+     */
+    public static long readUntilClosed(final java.net.Socket s, final int millis, final String who)
+        throws java.io.IOException
+    {
+        s.setSoTimeout(millis);
+        long total = 0;
+        final byte[] chunk = new byte[65536];
+        try
+        {
+            final java.io.InputStream in = s.getInputStream();
+            int n;
+            while ((n = in.read(chunk)) >= 0)
+            {
+                total += n;
+            }
+        }
+        catch (final java.net.SocketTimeoutException e)
+        {
+            throw new AssertionError("the " + who + " kept the connection open " + millis + " ms after the input ("
+                + total + " bytes received)");
+        }
+        catch (final java.net.SocketException e)
+        {
+            // reset: closed
+        }
+        return total;
+    }
+
     /** True when a longer run was asked for ({@code -Dfuzz.iterations}). */
     public static boolean longRun()
     {

@@ -18,9 +18,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.lang.management.BufferPoolMXBean;
 import java.lang.management.ManagementFactory;
-import java.net.InetAddress;
 import java.net.Socket;
-import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -120,7 +118,7 @@ class NbdFuzzTest
             {
                 junk[0] = 1; // not valid client flags by accident
             }
-            try (Socket s = connect(random.nextBoolean() ? nodes.alphaNbdPort : nodes.betaNbdPort))
+            try (Socket s = Fuzz.connect(random.nextBoolean() ? nodes.alphaNbdPort : nodes.betaNbdPort))
             {
                 final DataInputStream in = new DataInputStream(s.getInputStream());
                 in.readFully(new byte[18]); // greeting
@@ -144,7 +142,7 @@ class NbdFuzzTest
                     // already closed: fine
                 }
                 // without closing our side: the server must hang up by itself
-                final long got = drainUntilClosed(s, 5_000);
+                final long got = Fuzz.readUntilClosed(s, 5_000, "server");
                 assertThat(got).as("case %d (phase %d, seed %d): bytes after garbage", i, phase, Fuzz.SEED)
                     .isLessThan(4096);
             }
@@ -162,7 +160,7 @@ class NbdFuzzTest
         {
             final byte[] input = mutate(random, valid.clone());
             final int port = random.nextBoolean() ? nodes.alphaNbdPort : nodes.betaNbdPort;
-            try (Socket s = connect(port))
+            try (Socket s = Fuzz.connect(port))
             {
                 final DataInputStream in = new DataInputStream(s.getInputStream());
                 in.readFully(new byte[18]);
@@ -178,7 +176,7 @@ class NbdFuzzTest
                 final String what = "case " + i + " (seed " + (Fuzz.SEED + 2) + ", input "
                     + RawNbdClient.hex(input, Math.min(input.length, 80)) + ")";
                 checkOptionReplies(in, what);
-                assertThat(drainUntilClosed(s, 5_000)).as("%s: bytes after the option replies", what)
+                assertThat(Fuzz.readUntilClosed(s, 5_000, "server")).as("%s: bytes after the option replies", what)
                     .isLessThan(1 << 20);
             }
         }
@@ -301,7 +299,7 @@ class NbdFuzzTest
         final int connections = Fuzz.iterations(40);
         for (int c = 0; c < connections; c++)
         {
-            try (Socket s = connect(port))
+            try (Socket s = Fuzz.connect(port))
             {
                 final DataInputStream in = new DataInputStream(s.getInputStream());
                 final DataOutputStream out = new DataOutputStream(new java.io.BufferedOutputStream(s.getOutputStream()));
@@ -369,7 +367,7 @@ class NbdFuzzTest
                 out.flush();
                 final String what = "connection " + c + " (seed " + seed + ", structured " + structured + ")";
                 checkReplies(in, sent, structured, anyWrite, what);
-                assertThat(drainUntilClosed(s, 5_000)).as("%s: bytes after the last reply", what).isZero();
+                assertThat(Fuzz.readUntilClosed(s, 5_000, "server")).as("%s: bytes after the last reply", what).isZero();
             }
         }
     }
@@ -507,7 +505,7 @@ class NbdFuzzTest
         System.gc();
         final long before = directMemory();
         final int requests = 48; // 48 x 16 MiB = 768 MiB of replies if the server served them all
-        try (Socket s = connect(nodes.betaNbdPort))
+        try (Socket s = Fuzz.connect(nodes.betaNbdPort))
         {
             s.setReceiveBufferSize(64 << 10);
             final DataInputStream in = new DataInputStream(s.getInputStream());
@@ -567,17 +565,6 @@ class NbdFuzzTest
 
     // ---------------------------------------------------------------- helpers
 
-    /** When the last connection was opened: the tests stay under [limits].connection-rate (100 a second). */
-    private static long lastConnect;
-
-    private static Socket connect(final int port) throws IOException
-    {
-        pace();
-        final Socket s = new Socket(InetAddress.getLoopbackAddress(), port);
-        s.setSoTimeout(10_000);
-        s.setTcpNoDelay(true);
-        return s;
-    }
 
     /** Sends NBD_OPT_GO for {@code name} and reads its replies up to the ACK. */
     private static void enter(final DataOutputStream out, final DataInputStream in, final String name)
@@ -675,43 +662,5 @@ class NbdFuzzTest
             // reset by the server: closed
         }
         return n;
-    }
-
-    /** Reads until the server closes; fails if it keeps the connection open past {@code millis}. */
-    private static long drainUntilClosed(final Socket s, final int millis) throws IOException
-    {
-        s.setSoTimeout(millis);
-        long total = 0;
-        final byte[] buf = new byte[65536];
-        try
-        {
-            final InputStream in = s.getInputStream();
-            int n;
-            while ((n = in.read(buf)) >= 0)
-            {
-                total += n;
-            }
-        }
-        catch (final SocketTimeoutException e)
-        {
-            throw new AssertionError("the server kept the connection open " + millis + " ms after the input ("
-                + total + " bytes received)");
-        }
-        catch (final java.net.SocketException e)
-        {
-            // reset: closed
-        }
-        return total;
-    }
-
-    /** Waits so that connections open at most one per 15 ms (the gate refuses more than 100 a second). */
-    private static void pace()
-    {
-        final long wait = lastConnect + 15_000_000L - System.nanoTime();
-        if (wait > 0)
-        {
-            java.util.concurrent.locks.LockSupport.parkNanos(wait);
-        }
-        lastConnect = System.nanoTime();
     }
 }

@@ -21,11 +21,9 @@ import java.io.ByteArrayOutputStream;
 import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetAddress;
 import java.net.Socket;
-import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
@@ -90,7 +88,7 @@ class PeerLinkFuzzTest
     @AfterEach
     void standbyAliveAndImageUntouched() throws Exception
     {
-        try (Socket s = connect())
+        try (Socket s = Fuzz.connect(cluster.betaListen))
         {
             s.getOutputStream().write(bytes(hello()));
             final ByteBuf reply = readFrame(new DataInputStream(s.getInputStream()));
@@ -112,7 +110,7 @@ class PeerLinkFuzzTest
         {
             final byte[] junk = new byte[1 + random.nextInt(random.nextBoolean() ? 64 : 70_000)];
             random.nextBytes(junk);
-            try (Socket s = connect())
+            try (Socket s = Fuzz.connect(cluster.betaListen))
             {
                 writeQuietly(s, junk);
                 // A random length prefix may ask for more bytes than were sent: then the link waits (as it
@@ -126,7 +124,7 @@ class PeerLinkFuzzTest
                 {
                     continue;
                 }
-                assertThat(readUntilClosed(s, 5_000)).as("case %d (seed %d): bytes sent back", i, Fuzz.SEED + 10)
+                assertThat(Fuzz.readUntilClosed(s, 5_000, "standby")).as("case %d (seed %d): bytes sent back", i, Fuzz.SEED + 10)
                     .isZero();
             }
         }
@@ -138,7 +136,7 @@ class PeerLinkFuzzTest
         for (final long length : new long[] {WireProtocol.MAX_LENGTH + 1L, 0x7fffffffL, 0x80000000L, 0xffffffffL,
             2L << 30 >>> 1})
         {
-            try (Socket s = connect())
+            try (Socket s = Fuzz.connect(cluster.betaListen))
             {
                 final OutputStream out = s.getOutputStream();
                 out.write(ByteBuffer.allocate(4).putInt((int)length).array());
@@ -159,7 +157,7 @@ class PeerLinkFuzzTest
                 }
                 assertThat(sent).as("body bytes of a %d-byte frame the standby took before closing", length)
                     .isLessThan(32L << 20);
-                assertThat(readUntilClosed(s, 5_000)).isZero();
+                assertThat(Fuzz.readUntilClosed(s, 5_000, "standby")).isZero();
             }
         }
     }
@@ -190,7 +188,7 @@ class PeerLinkFuzzTest
             }
             final String what = "case " + i + " (seed " + (Fuzz.SEED + 11) + ", byte " + at + ", checksum "
                 + (fixChecksum ? "fixed" : "left") + ")";
-            try (Socket s = connect())
+            try (Socket s = Fuzz.connect(cluster.betaListen))
             {
                 writeQuietly(s, input);
                 final DataInputStream in = new DataInputStream(s.getInputStream());
@@ -204,7 +202,7 @@ class PeerLinkFuzzTest
                 if (type.equals("REJECT"))
                 {
                     refused++;
-                    assertThat(readUntilClosed(s, 5_000)).as("%s: bytes after the REJECT", what).isZero();
+                    assertThat(Fuzz.readUntilClosed(s, 5_000, "standby")).as("%s: bytes after the REJECT", what).isZero();
                 }
                 else
                 {
@@ -237,7 +235,7 @@ class PeerLinkFuzzTest
             final String mutation = breakFrame(random, frames.get(victim));
             final String what = "case " + i + " (seed " + (Fuzz.SEED + 12) + ", frame " + victim + " of " + n + ": "
                 + mutation + ")";
-            try (Socket s = connect())
+            try (Socket s = Fuzz.connect(cluster.betaListen))
             {
                 final OutputStream out = s.getOutputStream();
                 final DataInputStream in = new DataInputStream(s.getInputStream());
@@ -444,7 +442,7 @@ class PeerLinkFuzzTest
                 seen = now;
             }
             Thread.sleep(200);
-            final long received = readUntilClosed(s, 10_000);
+            final long received = Fuzz.readUntilClosed(s, 10_000, "standby");
             assertThat(received).as("bytes of hash lists the standby kept for a peer that did not read them")
                 .isLessThan(18L << 20);
         }
@@ -495,16 +493,6 @@ class PeerLinkFuzzTest
         }
     }
 
-    /** When the last connection was opened: the tests stay under [limits].connection-rate (100 a second). */
-    private static long lastConnect;
-
-    private static Socket connect() throws IOException
-    {
-        pace();
-        final Socket s = new Socket(InetAddress.getLoopbackAddress(), cluster.betaListen);
-        s.setSoTimeout(10_000);
-        return s;
-    }
 
     private static void writeQuietly(final Socket s, final byte[] data)
     {
@@ -530,42 +518,5 @@ class PeerLinkFuzzTest
         {
             buf.release();
         }
-    }
-
-    /** Reads until the standby closes; returns the bytes read; fails if it keeps the link open. */
-    private static long readUntilClosed(final Socket s, final int millis) throws IOException
-    {
-        s.setSoTimeout(millis);
-        long total = 0;
-        final byte[] chunk = new byte[65536];
-        try
-        {
-            final InputStream in = s.getInputStream();
-            int n;
-            while ((n = in.read(chunk)) >= 0)
-            {
-                total += n;
-            }
-        }
-        catch (final SocketTimeoutException e)
-        {
-            throw new AssertionError("the standby kept the link open (" + total + " bytes received)");
-        }
-        catch (final java.net.SocketException e)
-        {
-            // reset by peer counts as closed
-        }
-        return total;
-    }
-
-    /** Waits so that connections open at most one per 15 ms (the gate refuses more than 100 a second). */
-    private static void pace()
-    {
-        final long wait = lastConnect + 15_000_000L - System.nanoTime();
-        if (wait > 0)
-        {
-            java.util.concurrent.locks.LockSupport.parkNanos(wait);
-        }
-        lastConnect = System.nanoTime();
     }
 }
