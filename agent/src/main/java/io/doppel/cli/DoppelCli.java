@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
         VerbCommands.Resume.class,
         VerbCommands.Promote.class,
         VerbCommands.Demote.class,
+        ConflictsCommand.class,
         ReloadCommand.class,
         DemoCommand.class,
         ImageCommands.MakeImage.class,

@@ -40,6 +40,9 @@ public final class AdminServer implements AutoCloseable
     }
 
     /** Runs an operator verb on a volume; throws {@link VerbException} for a refusal the operator must see. */
+    /** Verbs that only read, answered to GET without the admin token. */
+    public static final java.util.Set<String> READ_VERBS = java.util.Set.of("conflicts");
+
     public interface Verbs
     {
         Map<String, Object> run(String volume, String verb, Map<String, String> options) throws VerbException;
@@ -144,7 +147,14 @@ public final class AdminServer implements AutoCloseable
                 + exchange.getRequestURI().getPath()));
             return;
         }
-        if (!isVerbRequest(exchange, guard, parts[3], parts[2]))
+        // Reads (GET /volumes/NAME/conflicts) change nothing: open like /status, no token.
+        final boolean read = READ_VERBS.contains(parts[3]);
+        if (read && !"GET".equals(exchange.getRequestMethod()))
+        {
+            send(exchange, 405, "application/json", error(exchange.getRequestMethod() + " not allowed: use GET"));
+            return;
+        }
+        if (!read && !isVerbRequest(exchange, guard, parts[3], parts[2]))
         {
             return;
         }
@@ -162,6 +172,12 @@ public final class AdminServer implements AutoCloseable
         try
         {
             final Map<String, Object> result = verbs.run(parts[2], parts[3], options);
+            if (read)
+            {
+                send(exchange, 200, "application/json", JSON.writerWithDefaultPrettyPrinter().writeValueAsString(result)
+                    + "\n");
+                return;
+            }
             Log.info(nodeName + "/admin", parts[3] + " " + parts[2] + (options.isEmpty() ? "" : " " + options) + ": "
                 + result.getOrDefault("message", "ok"));
             send(exchange, 200, "application/json", JSON.writerWithDefaultPrettyPrinter().writeValueAsString(result) + "\n");

@@ -71,6 +71,11 @@ public final class StatusReport
             {
                 m.put("watch", v.watch().toMap());
             }
+            if (v.twoWay() != null)
+            {
+                m.put("mode", "two-way");
+                m.put("twoWay", v.twoWay().toMap());
+            }
             m.put("lastError", v.lastError());
             list.add(m);
         }

@@ -34,7 +34,7 @@ public final class ConfigLoader
         "heartbeat-timeout", "log-level", "tls-cert", "tls-key", "tls-ca", "nbd-tls", "admin-token-file");
     private static final List<String> PEER_KEYS = List.of("name", "address", "psk-file", "tls-fingerprint", "insecure");
     private static final List<String> VOLUME_KEYS = List.of("name", "path", "size", "role", "peer", "block-size",
-        "compression", "replication-log-size", "nbd", "ack", "after-split-brain", "source", "watch-rate", "watch-interval");
+        "compression", "replication-log-size", "nbd", "ack", "after-split-brain", "source", "watch-rate", "watch-interval", "mode");
     private static final List<String> LOG_LEVELS = List.of("error", "warn", "info", "debug");
 
     private final String source;
@@ -417,15 +417,43 @@ public final class ConfigLoader
         {
             throw fail(where + "size=" + v.get("size") + ": expected a positive size");
         }
-        final String roleText = required(v, "role", where + "role");
-        final VolumeConfig.Role role;
-        try
+        final String modeText = string(v, "mode", VolumeConfig.DEFAULT_MODE, where);
+        if (!modeText.equals("one-way") && !modeText.equals("two-way"))
         {
-            role = VolumeConfig.Role.valueOf(roleText.toUpperCase(Locale.ROOT));
+            throw fail(where + "mode=\"" + modeText + "\": expected one-way (primary to standby) | two-way (both"
+                + " nodes take writes)");
         }
-        catch (final IllegalArgumentException e)
+        final boolean twoWay = modeText.equals("two-way");
+        for (final String key : List.of("role", "ack", "after-split-brain", "source", "replication-log-size"))
         {
-            throw fail(where + "role=\"" + roleText + "\": expected primary | standby");
+            if (twoWay && v.has(key))
+            {
+                throw fail(where + key + ": not used in two-way mode (both nodes take writes, each write is"
+                    + " acknowledged once it is in the local image, and concurrent writes to a block are resolved"
+                    + " by version vectors); remove it, or set mode = \"one-way\"");
+            }
+        }
+        final VolumeConfig.Role role;
+        if (twoWay)
+        {
+            role = VolumeConfig.Role.TWO_WAY;
+        }
+        else
+        {
+            final String roleText = required(v, "role", where + "role");
+            try
+            {
+                role = VolumeConfig.Role.valueOf(roleText.toUpperCase(Locale.ROOT));
+            }
+            catch (final IllegalArgumentException e)
+            {
+                throw fail(where + "role=\"" + roleText + "\": expected primary | standby");
+            }
+            if (role == VolumeConfig.Role.TWO_WAY)
+            {
+                throw fail(where + "role=\"" + roleText + "\": expected primary | standby (for two-way, set"
+                    + " mode = \"two-way\" and no role)");
+            }
         }
         final String peer;
         if (v.has("peer"))
@@ -480,7 +508,7 @@ public final class ConfigLoader
                 throw fail(where + "nbd=\"" + nbd + "\": " + problem);
             }
         }
-        final String ackText = string(v, "ack", VolumeConfig.DEFAULT_ACK, where);
+        final String ackText = string(v, "ack", twoWay ? "async" : VolumeConfig.DEFAULT_ACK, where);
         final VolumeConfig.Ack ack;
         try
         {

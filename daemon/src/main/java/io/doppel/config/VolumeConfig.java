@@ -96,15 +96,38 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
 
     public static final String DEFAULT_ACK = "sync";
 
-    /** The volume's role on this node. */
+    /**
+     * The volume's role on this node. {@code TWO_WAY} is {@code mode = "two-way"}: both nodes take writes and
+     * stream them to each other (no primary, no standby; see {@code docs/two-way.md}).
+     */
     public enum Role
     {
-        PRIMARY, STANDBY;
+        PRIMARY, STANDBY, TWO_WAY;
 
         public String configName()
         {
-            return name().toLowerCase(java.util.Locale.ROOT);
+            return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
         }
+    }
+
+    public static final String DEFAULT_MODE = "one-way";
+
+    /** Two-way mode: both nodes take writes. */
+    public boolean twoWay()
+    {
+        return role == Role.TWO_WAY;
+    }
+
+    /** Where a two-way volume keeps its per-block version vectors. */
+    public Path versionsPath(final Path dataDir)
+    {
+        return dataDir.resolve(name + ".versions");
+    }
+
+    /** Where a two-way volume logs the losing versions of conflicting writes. */
+    public Path conflictsPath(final Path dataDir)
+    {
+        return dataDir.resolve(name + ".conflicts");
     }
 
     /** This volume with another role (promote, demote). */

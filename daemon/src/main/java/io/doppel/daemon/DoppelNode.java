@@ -58,6 +58,9 @@ public final class DoppelNode implements AutoCloseable
 
     /** The config file the node was started from (null when started from a config object): what reload reads. */
     private final Path configFile;
+    /** Each conflict log file rotates at this size; this many old files are kept. */
+    private static final long CONFLICT_LOG_FILE_BYTES = 64L << 20;
+    private static final int CONFLICT_LOG_FILES = 4;
     /** The running config; a live reload replaces it. */
     private volatile DoppelConfig config;
     /** Bounds on NBD clients and peer links; they read {@link #config}'s [limits], so a reload applies. */
@@ -69,6 +72,8 @@ public final class DoppelNode implements AutoCloseable
     private final Map<String, StandbyVolume> standbys = new java.util.concurrent.ConcurrentHashMap<>();
     private final List<VolumeState> states = new CopyOnWriteArrayList<>();
     private final Map<String, ReplicationSender> senders = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, io.doppel.twoway.TwoWayVolume> twoWays = new java.util.concurrent.ConcurrentHashMap<>();
+    private final Map<String, io.doppel.replication.TwoWayLink> twoWayLinks = new java.util.concurrent.ConcurrentHashMap<>();
     private final Map<String, io.doppel.watch.FileWatcher> watchers = new java.util.concurrent.ConcurrentHashMap<>();
     private Transport transport;
     private EventExecutorGroup applyGroup;
@@ -127,7 +132,7 @@ public final class DoppelNode implements AutoCloseable
             openVolume(vc);
         }
         transport = Transport.create("doppel-io", 2);
-        applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size())),
+        applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size() + twoWays.size())),
             new DefaultThreadFactory("doppel-apply", true));
         linkSecurity = LinkSecurity.create(config.node(), () -> this.config.peers());
         peerServer = PeerServer.bind(config.node(), transport, applyGroup, new VolumeDirectory(), peerGate,
@@ -135,6 +140,13 @@ public final class DoppelNode implements AutoCloseable
         for (final PrimaryVolume p : primaries.values())
         {
             startSender(p);
+        }
+        for (final io.doppel.twoway.TwoWayVolume tw : twoWays.values())
+        {
+            final io.doppel.replication.TwoWayLink link = new io.doppel.replication.TwoWayLink(tw, config.node(),
+                peerOf(tw.config()), transport, linkSecurity, applyGroup);
+            twoWayLinks.put(tw.name(), link);
+            link.start();
         }
         watchers.values().forEach(io.doppel.watch.FileWatcher::start);
         startFlusher();
@@ -145,8 +157,8 @@ public final class DoppelNode implements AutoCloseable
         metrics.addLinkSecurity(linkSecurity);
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
             () -> reloadFromFile().toMap(), guard);
-        Log.info(name + "/node", "ready: " + primaries.size() + " primary and " + standbys.size()
-            + " standby volume(s)");
+        Log.info(name + "/node", "ready: " + primaries.size() + " primary, " + standbys.size()
+            + " standby and " + twoWays.size() + " two-way volume(s)");
     }
 
     /** How this node's peer links are secured, with its refusal counts. */
@@ -335,7 +347,62 @@ public final class DoppelNode implements AutoCloseable
 
     private NbdExport export(final String name)
     {
+        if (twoWays.containsKey(name))
+        {
+            return twoWays.get(name);
+        }
         return primaries.containsKey(name) ? primaries.get(name) : standbys.get(name);
+    }
+
+    private PeerConfig peerOf(final VolumeConfig vc)
+    {
+        return config.peers().stream().filter(p -> p.name().equals(vc.peer())).findFirst().orElseThrow();
+    }
+
+    /**
+     * Two-way mode: the version vectors and the conflict log beside the metadata. On the first start in
+     * two-way mode over an image that already held data, its blocks become this node's first versions,
+     * owed to the peer.
+     */
+    private void openTwoWay(final VolumeConfig vc, final Volume volume, final MetadataFile metadata,
+        final VolumeState state, final boolean imageHadData, final String component) throws IOException
+    {
+        final Path versionsPath = vc.versionsPath(config.node().dataDir());
+        final boolean versionsExisted = Files.exists(versionsPath);
+        final List<String> nodes = new ArrayList<>(List.of(config.node().name(), vc.peer()));
+        java.util.Collections.sort(nodes);
+        final long blocks = (volume.size() + vc.blockSize() - 1) / vc.blockSize();
+        io.doppel.twoway.VersionVectorFile versions = null;
+        io.doppel.twoway.ConflictLog conflicts = null;
+        try
+        {
+            versions = io.doppel.twoway.VersionVectorFile.open(versionsPath, nodes, vc.blockSize(), blocks);
+            conflicts = io.doppel.twoway.ConflictLog.open(vc.conflictsPath(config.node().dataDir()),
+                CONFLICT_LOG_FILE_BYTES, CONFLICT_LOG_FILES);
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            try (metadata)
+            {
+                if (versions != null)
+                {
+                    versions.close();
+                }
+                volume.close();
+            }
+            throw new IOException("volume " + vc.name() + ": " + describe(e), e);
+        }
+        metadata.role(MetadataFile.ROLE_NONE);
+        final io.doppel.twoway.TwoWayVolume tw = new io.doppel.twoway.TwoWayVolume(vc, volume, metadata, versions,
+            conflicts, config.node().name(), state);
+        twoWays.put(vc.name(), tw);
+        if (!versionsExisted && imageHadData)
+        {
+            Log.info(component, "first start in two-way mode: reading " + vc.path() + " for the blocks it holds");
+            final long seeded = tw.seedFromImage();
+            Log.info(component, seeded + " non-zero block(s) become this node's first versions and are sent to "
+                + vc.peer() + " (a peer holding the same bytes keeps its copy: equal versions are no conflict)");
+        }
     }
 
     /** TLS for NBD clients, loaded with the first NBD server (null: off). */
@@ -491,7 +558,11 @@ public final class DoppelNode implements AutoCloseable
                 + "; as standby its copy will be compared in whole and those blocks replaced by the primary's");
             metadata.doubtCopy();
         }
-        if (vc.role() == VolumeConfig.Role.PRIMARY)
+        if (vc.twoWay())
+        {
+            openTwoWay(vc, volume, metadata, state, imageWasThere && imageExisted, component);
+        }
+        else if (vc.role() == VolumeConfig.Role.PRIMARY)
         {
             if (metadata.disk() != MetadataFile.Disk.CONSISTENT && metadata.currentGen() != 0)
             {
@@ -587,11 +658,20 @@ public final class DoppelNode implements AutoCloseable
     public Map<String, Object> runVerb(final String volume, final String verb, final Map<String, String> options)
         throws AdminServer.VerbException
     {
-        final boolean known = primaries.containsKey(volume) || standbys.containsKey(volume);
+        final boolean known = primaries.containsKey(volume) || standbys.containsKey(volume) || twoWays.containsKey(volume);
         if (!known)
         {
             throw new AdminServer.VerbException(404, "no volume named \"" + volume + "\" on node " + config.node().name()
                 + " (it has " + String.join(", ", allNames()) + ")");
+        }
+        if (verb.equals("conflicts"))
+        {
+            return conflicts(volume, options);
+        }
+        if (twoWays.containsKey(volume))
+        {
+            throw new AdminServer.VerbException(409, verb + ": volume " + volume + " is two-way (both nodes take writes);"
+                + " pause, resume, resync, verify, promote and demote apply to one-way volumes only");
         }
         final Map<String, Object> result = new LinkedHashMap<>();
         result.put("volume", volume);
@@ -631,6 +711,83 @@ public final class DoppelNode implements AutoCloseable
                     + " verify, promote or demote");
         }
         return result;
+    }
+
+    /**
+     * The conflicts logged for a two-way volume, newest first: where, which node's write won and which lost,
+     * both vectors and stamps. The losers' bytes stay in the log file ({@code doppel conflicts} names it).
+     */
+    private Map<String, Object> conflicts(final String volume, final Map<String, String> options)
+        throws AdminServer.VerbException
+    {
+        final io.doppel.twoway.TwoWayVolume tw = twoWays.get(volume);
+        if (tw == null)
+        {
+            throw new AdminServer.VerbException(409, "conflicts: volume " + volume + " is not two-way (mode = \"one-way\""
+                + " has no conflicts: only the primary takes writes)");
+        }
+        final int limit;
+        try
+        {
+            limit = Integer.parseInt(options.getOrDefault("limit", "1000"));
+        }
+        catch (final NumberFormatException e)
+        {
+            throw new AdminServer.VerbException(400, "limit=" + options.get("limit") + ": expected a whole number");
+        }
+        final List<io.doppel.twoway.ConflictLog.Conflict> all;
+        final Path log = tw.config().conflictsPath(config.node().dataDir());
+        try
+        {
+            all = io.doppel.twoway.ConflictLog.read(log, CONFLICT_LOG_FILES);
+        }
+        catch (final IOException e)
+        {
+            throw new AdminServer.VerbException(500, "cannot read conflict log " + log + ": " + e.getMessage());
+        }
+        final List<String> nodes = tw.versions().nodes();
+        final List<Map<String, Object>> list = new ArrayList<>();
+        for (int i = all.size() - 1; i >= 0 && list.size() < limit; i--)
+        {
+            final io.doppel.twoway.ConflictLog.Conflict c = all.get(i);
+            final Map<String, Object> m = new LinkedHashMap<>();
+            m.put("offset", c.offset());
+            m.put("length", c.length());
+            m.put("winner", version(nodes, c.winnerStamp(), c.winnerVector()));
+            m.put("loser", version(nodes, c.loserStamp(), c.loserVector()));
+            list.add(m);
+        }
+        final Map<String, Object> result = new LinkedHashMap<>();
+        result.put("volume", volume);
+        result.put("node", config.node().name());
+        result.put("count", tw.status().conflicts());
+        result.put("wonHere", tw.status().conflictsWonHere.get());
+        result.put("wonByPeer", tw.status().conflictsWonByPeer.get());
+        result.put("logged", all.size());
+        result.put("log", log.toString());
+        result.put("conflicts", list);
+        return result;
+    }
+
+    private static Map<String, Object> version(final List<String> nodes, final long stamp, final int[] vector)
+    {
+        final Map<String, Object> m = new LinkedHashMap<>();
+        final int slot = io.doppel.twoway.HybridClock.slot(stamp);
+        m.put("node", slot < nodes.size() ? nodes.get(slot) : "slot " + slot);
+        m.put("stamp", io.doppel.twoway.HybridClock.format(stamp));
+        final Map<String, Object> v = new LinkedHashMap<>();
+        for (int i = 0; i < vector.length && i < nodes.size(); i++)
+        {
+            v.put(nodes.get(i), Integer.toUnsignedLong(vector[i]));
+        }
+        m.put("vector", v);
+        return m;
+    }
+
+    /** The two-way volume of that name on this node, or null. */
+    public io.doppel.twoway.TwoWayVolume twoWay(final String name)
+    {
+        return twoWays.get(name);
     }
 
     /**
@@ -823,6 +980,7 @@ public final class DoppelNode implements AutoCloseable
     {
         final List<String> names = new ArrayList<>(primaries.keySet());
         names.addAll(standbys.keySet());
+        names.addAll(twoWays.keySet());
         return names;
     }
 
@@ -859,6 +1017,17 @@ public final class DoppelNode implements AutoCloseable
             try
             {
                 w.close();
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
+        }
+        for (final io.doppel.replication.TwoWayLink l : twoWayLinks.values())
+        {
+            try
+            {
+                l.close();
             }
             catch (final InterruptedException e)
             {
@@ -916,6 +1085,7 @@ public final class DoppelNode implements AutoCloseable
     {
         final List<AutoCloseable> all = new ArrayList<>(primaries.values());
         all.addAll(standbys.values());
+        all.addAll(twoWays.values());
         return all;
     }
 
@@ -929,6 +1099,12 @@ public final class DoppelNode implements AutoCloseable
         }
 
         @Override
+        public io.doppel.replication.TwoWayLink twoWay(final String name)
+        {
+            return twoWayLinks.get(name);
+        }
+
+        @Override
         public boolean isPrimaryHere(final String name)
         {
             return primaries.containsKey(name);
@@ -937,7 +1113,7 @@ public final class DoppelNode implements AutoCloseable
         @Override
         public String describe()
         {
-            if (primaries.isEmpty() && standbys.isEmpty())
+            if (primaries.isEmpty() && standbys.isEmpty() && twoWays.isEmpty())
             {
                 return "it has no volumes";
             }

@@ -149,6 +149,11 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
         {
             return "volume " + volume + ": peer \"" + node + "\" wanted node \"" + target + "\", this is \"" + localNode + "\"";
         }
+        if (role != expectedRole && (role == WireProtocol.ROLE_TWO_WAY || expectedRole == WireProtocol.ROLE_TWO_WAY))
+        {
+            return "volume " + volume + ": peer \"" + node + "\" has it as " + roleName(role) + ", this node as "
+                + roleName(expectedRole) + " (mode = \"two-way\" must be set on both nodes, or on neither)";
+        }
         if (role != expectedRole)
         {
             return "volume " + volume + ": peer \"" + node + "\" is " + roleName(role) + ", expected "
@@ -169,7 +174,7 @@ public record Hello(int magic, int versionMin, int versionMax, int role, long si
     public static String roleName(final int role)
     {
         return role == WireProtocol.ROLE_PRIMARY ? "primary" : role == WireProtocol.ROLE_STANDBY ? "standby"
-            : "role " + role;
+            : role == WireProtocol.ROLE_TWO_WAY ? "two-way" : "role " + role;
     }
 
     private static String range(final int lo, final int hi)

@@ -30,9 +30,11 @@ public final class WireProtocol
 {
     public static final int MAGIC = 0x444F504C; // "DOPL"
     public static final int VERSION_MIN = 2;
-    public static final int VERSION_MAX = 3;
+    public static final int VERSION_MAX = 4;
     /** The version that introduced the AUTH_* frames (AUTH_BEGIN carries it). */
     public static final int VERSION_AUTH = 3;
+    /** The first version with two-way links (role TWO_WAY, VERSION frames). */
+    public static final int VERSION_TWO_WAY = 4;
 
     public static final int LENGTH_FIELD_BYTES = 4;
     public static final int CHECKSUM_BYTES = 4;
@@ -64,7 +66,9 @@ public final class WireProtocol
     public static final int TYPE_AUTH_BEGIN = 14;
     public static final int TYPE_AUTH_REPLY = 15;
     public static final int TYPE_AUTH_PROOF = 16;
-    public static final int TYPE_MAX = TYPE_AUTH_PROOF;
+    /** Two-way links (v4): the version vector and stamp of the block in the DATA or ZERO frame that follows. */
+    public static final int TYPE_VERSION = 17;
+    public static final int TYPE_MAX = TYPE_VERSION;
 
     /** REJECT codes: the handshake was refused (names, sizes, versions, split brain), or authentication failed. */
     public static final int REJECT_HANDSHAKE = 1;
@@ -79,6 +83,8 @@ public final class WireProtocol
 
     public static final int ROLE_PRIMARY = 1;
     public static final int ROLE_STANDBY = 2;
+    /** Both ends of the link take writes (mode = "two-way"). */
+    public static final int ROLE_TWO_WAY = 3;
 
     private WireProtocol()
     {
@@ -104,6 +110,7 @@ public final class WireProtocol
             case TYPE_AUTH_BEGIN: return "AUTH_BEGIN";
             case TYPE_AUTH_REPLY: return "AUTH_REPLY";
             case TYPE_AUTH_PROOF: return "AUTH_PROOF";
+            case TYPE_VERSION: return "VERSION";
             default: return "0x" + Integer.toHexString(type);
         }
     }

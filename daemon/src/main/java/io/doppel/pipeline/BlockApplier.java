@@ -24,6 +24,8 @@ public final class BlockApplier implements AutoCloseable
 
     private final Volume volume;
     private long lastLength;
+    private long lastOffset;
+    private long lastSeq;
     /** One zstd context for every block (the static call makes one per block). */
     private ZstdDecompressCtx zstd;
     private final BlockHasher hasher = new BlockHasher();
@@ -37,6 +39,18 @@ public final class BlockApplier implements AutoCloseable
 
     /** Applies a DATA body (reader index at seq); returns the seq. */
     public long applyData(final ByteBuf body)
+    {
+        final ByteBuffer block = decodeData(body);
+        volume.write(lastOffset, block);
+        return lastSeq;
+    }
+
+    /**
+     * Checks and decodes a DATA body (reader index at seq) without writing it: returns this applier's scratch
+     * buffer holding the block (position 0, limit its length), valid until the next call; {@link #lastOffset}
+     * and {@link #lastSeq} say where it goes. A two-way link decides first whether to write it.
+     */
+    public ByteBuffer decodeData(final ByteBuf body)
     {
         if (body.readableBytes() < WireProtocol.DATA_HEADER_BYTES)
         {
@@ -86,14 +100,23 @@ public final class BlockApplier implements AutoCloseable
             throw new ProtocolException("DATA frame at offset " + offset + " length " + length
                 + ": XXH3-128 mismatch after decompression (block not written)");
         }
-        volume.write(offset, scratch.limit(length).position(0));
         body.skipBytes(payload);
         lastLength = length;
-        return seq;
+        lastOffset = offset;
+        lastSeq = seq;
+        return scratch.limit(length).position(0);
     }
 
     /** Applies a ZERO body (reader index at seq); returns the seq. */
     public long applyZero(final ByteBuf body)
+    {
+        decodeZero(body);
+        volume.zeroRange(lastOffset, lastLength);
+        return lastSeq;
+    }
+
+    /** Checks a ZERO body (reader index at seq) without writing: {@link #lastOffset}, {@link #lastLength}, {@link #lastSeq}. */
+    public void decodeZero(final ByteBuf body)
     {
         if (body.readableBytes() < 24)
         {
@@ -103,9 +126,21 @@ public final class BlockApplier implements AutoCloseable
         final long offset = body.readLong();
         final long length = body.readLong();
         checkRange("ZERO", offset, length);
-        volume.zeroRange(offset, length);
         lastLength = length;
-        return seq;
+        lastOffset = offset;
+        lastSeq = seq;
+    }
+
+    /** Where the last frame decoded goes. */
+    public long lastOffset()
+    {
+        return lastOffset;
+    }
+
+    /** The sequence number of the last frame decoded. */
+    public long lastSeq()
+    {
+        return lastSeq;
     }
 
     /** Bytes covered by the last frame applied. */

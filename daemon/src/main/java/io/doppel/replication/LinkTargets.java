@@ -6,6 +6,12 @@ public interface LinkTargets
     /** The standby volume of that name, or null. */
     StandbyVolume standby(String name);
 
+    /** The two-way volume's link of that name, or null. */
+    default TwoWayLink twoWay(final String name)
+    {
+        return null;
+    }
+
     /** True when the volume exists here as primary (so a primary's link to it is a role conflict). */
     boolean isPrimaryHere(String name);
 

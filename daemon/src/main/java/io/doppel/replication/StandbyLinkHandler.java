@@ -42,6 +42,8 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     private final long timeoutMillis;
     private final CRC32C crc = new CRC32C();
     private StandbyVolume standby;
+    /** Set when the HELLO attached a two-way volume: its receiver takes every later frame. */
+    private TwoWayLink.Receiver twoWay;
     private BlockApplier applier;
     /** The hash of a whole zero block of the attached volume (set with it). */
     private HashValue128 zeroBlockHash;
@@ -84,6 +86,11 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             }
             final int wireBytes = WireProtocol.wireBytes(frame);
             final int type = WireProtocol.readType(frame);
+            if (twoWay != null)
+            {
+                twoWay.onFrame(ctx, frame, type);
+                return;
+            }
             if (standby == null)
             {
                 if (type == WireProtocol.TYPE_PING)
@@ -203,6 +210,26 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     private void onHello(final ChannelHandlerContext ctx, final Hello hello)
     {
         component = nodeName + "/" + hello.volume();
+        final TwoWayLink twoWayTarget = volumes.twoWay(hello.volume());
+        if (twoWayTarget != null || hello.role() == WireProtocol.ROLE_TWO_WAY)
+        {
+            final String why = twoWayTarget != null ? twoWayTarget.refusal(hello) : volumes.standby(hello.volume()) != null
+                || volumes.isPrimaryHere(hello.volume()) ? hello.mismatch(nodeName, hello.node(), volumes.isPrimaryHere(hello.volume())
+                    ? WireProtocol.ROLE_PRIMARY : WireProtocol.ROLE_STANDBY,
+                    hello.size(), hello.blockSize()) : "no volume named \"" + hello.volume() + "\" on node " + nodeName
+                    + " (" + volumes.describe() + ")";
+            if (why != null)
+            {
+                Log.error(component, "refused link from " + ctx.channel().remoteAddress() + ": " + why);
+                final ByteBuf reject = ctx.alloc().buffer();
+                Hello.encodeReject(reject, why, crc);
+                ctx.writeAndFlush(reject).addListener(ChannelFutureListener.CLOSE);
+                return;
+            }
+            twoWay = twoWayTarget.accept(ctx, hello);
+            Log.info(component, "accepted two-way link from " + hello.node() + " at " + ctx.channel().remoteAddress());
+            return;
+        }
         final StandbyVolume target = volumes.standby(hello.volume());
         String why = null;
         if (target == null)
@@ -308,6 +335,11 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         {
             return;
         }
+        if (twoWay != null)
+        {
+            twoWay.readComplete(ctx);
+            return;
+        }
         if (standby != null && appliedSeq != ackedSeq)
         {
             sendSeq(ctx, WireProtocol.TYPE_ACK, appliedSeq);
@@ -342,6 +374,10 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     public void exceptionCaught(final ChannelHandlerContext ctx, final Throwable cause)
     {
         failed = true;
+        if (twoWay != null)
+        {
+            twoWay.failed();
+        }
         final Throwable root = cause instanceof DecoderException && cause.getCause() != null ? cause.getCause() : cause;
         Log.warn(component, "link from " + ctx.channel().remoteAddress() + ": " + root.getMessage() + "; closing");
         ctx.close();
@@ -350,6 +386,11 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
     @Override
     public void channelInactive(final ChannelHandlerContext ctx)
     {
+        if (twoWay != null)
+        {
+            twoWay.closed();
+            Log.info(component, "two-way link closed");
+        }
         if (applier != null)
         {
             applier.close(); // same event loop as every applyData of this link

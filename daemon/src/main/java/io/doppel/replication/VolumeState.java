@@ -95,6 +95,19 @@ public final class VolumeState
         watch = value;
     }
 
+    private volatile io.doppel.twoway.TwoWayStatus twoWay;
+
+    /** The link's counters when the volume is in two-way mode; null otherwise. */
+    public io.doppel.twoway.TwoWayStatus twoWay()
+    {
+        return twoWay;
+    }
+
+    public void twoWay(final io.doppel.twoway.TwoWayStatus value)
+    {
+        twoWay = value;
+    }
+
     public VolumeState(final VolumeConfig config, final long size)
     {
         this.config = config;
@@ -264,14 +277,14 @@ public final class VolumeState
     }
 
     /** Where the owner of the volume reads its dirty-map and log sizes from. */
-    void sources(final LongSupplier dirty, final LongSupplier log, final LongSupplier degraded)
+    public void sources(final LongSupplier dirty, final LongSupplier log, final LongSupplier degraded)
     {
         dirtyBytes = dirty;
         logBytes = log;
         degradedAcks = degraded;
     }
 
-    void inFlightSource(final LongSupplier inFlight)
+    public void inFlightSource(final LongSupplier inFlight)
     {
         inFlightBytes = inFlight;
     }

@@ -63,9 +63,16 @@ public final class BlockResolver
                 versions.write(block, vector, stamp);
                 return Outcome.APPLY;
             default:
-                conflictCount++;
                 System.arraycopy(local, 0, merged, 0, local.length);
                 VersionOrder.merge(merged, vector);
+                if (localBytes.read(offset, incoming.remaining()).equals(incoming))
+                {
+                    // The same bytes on both sides (two copies of one image, both seeded): nothing is lost, so
+                    // no conflict; both sides still end with the same merged vector and stamp.
+                    versions.write(block, merged, VersionOrder.incomingWins(localStamp, stamp) ? stamp : localStamp);
+                    return Outcome.KEEP;
+                }
+                conflictCount++;
                 if (VersionOrder.incomingWins(localStamp, stamp))
                 {
                     conflicts.append(offset, stamp, localStamp, vector, local, localBytes.read(offset, incoming.remaining()));

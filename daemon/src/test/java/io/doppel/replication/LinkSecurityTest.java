@@ -143,7 +143,7 @@ class LinkSecurityTest
             final PrimaryVolume vm1 = alpha.primary("vm1");
             awaitInSync(vm1, 60);
             assertIdentical(cluster, alpha, beta);
-            assertThat(log()).contains("protocol v3");
+            assertThat(log()).contains("protocol v4");
 
             final Path other = certs.psk("psk2");
             Files.writeString(alphaFile, Files.readString(alphaFile).replace(psk.toString(), other.toString()));
