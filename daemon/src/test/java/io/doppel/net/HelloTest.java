@@ -172,17 +172,17 @@ class HelloTest
         final Hello v7 = new Hello(WireProtocol.MAGIC, 7, 7, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
         assertThat(v7.agreedVersion()).isEqualTo(-1);
         assertThat(v7.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK))
-            .isEqualTo("protocol version 7 not supported: this node speaks 2..3");
+            .isEqualTo("protocol version 7 not supported: this node speaks 2..4");
 
-        final Hello range = new Hello(WireProtocol.MAGIC, 4, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
-        assertThat(range.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).contains("protocol version 4..5");
+        final Hello range = new Hello(WireProtocol.MAGIC, 5, 6, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
+        assertThat(range.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK)).contains("protocol version 5..6");
         final Hello v1 = new Hello(WireProtocol.MAGIC, 1, 1, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
         assertThat(v1.mismatch("beta", "alpha", ROLE_PRIMARY, SIZE, BLOCK))
-            .isEqualTo("protocol version 1 not supported: this node speaks 2..3");
+            .isEqualTo("protocol version 1 not supported: this node speaks 2..4");
 
         // a peer that also speaks newer versions agrees on ours
         final Hello wide = new Hello(WireProtocol.MAGIC, 1, 5, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
-        assertThat(wide.agreedVersion()).isEqualTo(3);
+        assertThat(wide.agreedVersion()).isEqualTo(4);
         // a version-2 node (before link authentication) still agrees with this one
         final Hello v2 = new Hello(WireProtocol.MAGIC, 2, 2, ROLE_PRIMARY, SIZE, BLOCK, "alpha", "beta", "vm1");
         assertThat(v2.agreedVersion()).isEqualTo(2);

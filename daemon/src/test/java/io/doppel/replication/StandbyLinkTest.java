@@ -62,7 +62,7 @@ class StandbyLinkTest
     {
         final Hello hello = new Hello(WireProtocol.MAGIC, 7, 7, WireProtocol.ROLE_PRIMARY, SIZE, 4096, "alpha", "beta",
             "vm1");
-        assertThat(handshake(hello)).isEqualTo("protocol version 7 not supported: this node speaks 2..3");
+        assertThat(handshake(hello)).isEqualTo("protocol version 7 not supported: this node speaks 2..4");
     }
 
     @Test
