@@ -122,6 +122,22 @@ public final class Metrics
             "NBD replies given without the standby's answer (link down, overflow, no peer)", VolumeState::degradedAcks);
         counter(v, tags, "doppel.disk.errors", "errors",
             "Writes and flushes of this node's image that failed (disk full, I/O error)", VolumeState::diskErrors);
+        if (v.twoWay() != null)
+        {
+            final io.doppel.twoway.TwoWayStatus t = v.twoWay();
+            counter(v, tags.and("winner", "here"), "doppel.conflicts", "conflicts",
+                "Two-way conflicts resolved on this node (both nodes wrote a block concurrently), by whose write won",
+                s -> t.conflictsWonHere.get());
+            counter(v, tags.and("winner", "peer"), "doppel.conflicts", "conflicts",
+                "Two-way conflicts resolved on this node (both nodes wrote a block concurrently), by whose write won",
+                s -> t.conflictsWonByPeer.get());
+            counter(v, tags.and("outcome", "applied"), "doppel.twoway.versions", "blocks",
+                "Block versions received on a two-way link, by what was done with them",
+                s -> t.appliedBlocks.get());
+            counter(v, tags.and("outcome", "ignored"), "doppel.twoway.versions", "blocks",
+                "Block versions received on a two-way link, by what was done with them",
+                s -> t.ignoredBlocks.get());
+        }
         counter(v, tags, "doppel.link.connects", "connections", "Peer links established (connection state changes)",
             VolumeState::connects);
         counter(v, tags, "doppel.link.disconnects", "connections",
