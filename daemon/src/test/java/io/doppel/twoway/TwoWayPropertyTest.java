@@ -32,7 +32,7 @@ class TwoWayPropertyTest
     void randomWritesPartitionsAndReconnectsAlwaysConvergeToTheStampsWinner() throws Exception
     {
         final String one = System.getProperty("twoway.e2e.seed");
-        final int seeds = Integer.getInteger("twoway.e2e.seeds", 3);
+        final int seeds = Integer.getInteger("twoway.e2e.seeds", 6);
         final long base = one != null ? Long.parseLong(one) : 0x5eed;
         for (int i = 0; i < (one != null ? 1 : seeds); i++)
         {
