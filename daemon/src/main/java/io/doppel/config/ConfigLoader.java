@@ -447,7 +447,9 @@ public final class ConfigLoader
             }
             catch (final IllegalArgumentException e)
             {
-                throw fail(where + "role=\"" + roleText + "\": expected primary | standby");
+                throw fail(where + "role=\"" + roleText + "\": expected primary | standby"
+                    + (roleText.toLowerCase(Locale.ROOT).startsWith("two") ? " (for two-way, set mode = \"two-way\" and no"
+                        + " role)" : ""));
             }
             if (role == VolumeConfig.Role.TWO_WAY)
             {

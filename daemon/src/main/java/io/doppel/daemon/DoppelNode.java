@@ -141,13 +141,7 @@ public final class DoppelNode implements AutoCloseable
         {
             startSender(p);
         }
-        for (final io.doppel.twoway.TwoWayVolume tw : twoWays.values())
-        {
-            final io.doppel.replication.TwoWayLink link = new io.doppel.replication.TwoWayLink(tw, config.node(),
-                peerOf(tw.config()), transport, linkSecurity, applyGroup);
-            twoWayLinks.put(tw.name(), link);
-            link.start();
-        }
+        twoWays.values().forEach(this::startTwoWay);
         watchers.values().forEach(io.doppel.watch.FileWatcher::start);
         startFlusher();
         startNbd();
@@ -352,6 +346,15 @@ public final class DoppelNode implements AutoCloseable
             return twoWays.get(name);
         }
         return primaries.containsKey(name) ? primaries.get(name) : standbys.get(name);
+    }
+
+    /** Starts the link that carries {@code tw}'s writes both ways. */
+    private void startTwoWay(final io.doppel.twoway.TwoWayVolume tw)
+    {
+        final io.doppel.replication.TwoWayLink link = new io.doppel.replication.TwoWayLink(tw, config.node(),
+            peerOf(tw.config()), transport, linkSecurity, applyGroup);
+        twoWayLinks.put(tw.name(), link);
+        link.start();
     }
 
     private PeerConfig peerOf(final VolumeConfig vc)
@@ -886,6 +889,10 @@ public final class DoppelNode implements AutoCloseable
         {
             final VolumeState state = stateOf(vc.name());
             metrics.add(state);
+            if (twoWays.containsKey(vc.name()))
+            {
+                startTwoWay(twoWays.get(vc.name()));
+            }
             final PrimaryVolume p = primaries.get(vc.name());
             if (p != null)
             {
@@ -924,7 +931,8 @@ public final class DoppelNode implements AutoCloseable
     {
         states.removeIf(v -> v.config().name().equals(name));
         nbdServers.forEach(server -> server.removeExport(name));
-        final AutoCloseable v = primaries.containsKey(name) ? primaries.remove(name) : standbys.remove(name);
+        final AutoCloseable v = twoWays.containsKey(name) ? twoWays.remove(name)
+            : primaries.containsKey(name) ? primaries.remove(name) : standbys.remove(name);
         try
         {
             if (v != null)

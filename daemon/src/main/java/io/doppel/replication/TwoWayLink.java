@@ -378,6 +378,8 @@ public final class TwoWayLink implements AutoCloseable
         current = ch;
         seq = 0;
         ackedSeq = 0;
+        state.sentSeq.set(0); // numbered per connection
+        state.ackedSeq.set(0);
         int pendingEpoch = -1;
         long pendingSeq = 0;
         long epochBlocks = 0;

@@ -272,6 +272,27 @@ class ConfigLoaderTest
     }
 
     @Test
+    void modeKey() throws ConfigException
+    {
+        assertThat(parse(EXAMPLE).volumes().get(0).twoWay()).as("default one-way").isFalse();
+        final String twoWay = volumeWith("role = \"primary\"", "mode = \"two-way\"");
+        final VolumeConfig v = parse(twoWay).volumes().get(0);
+        assertThat(v.twoWay()).isTrue();
+        assertThat(v.role()).isEqualTo(VolumeConfig.Role.TWO_WAY);
+        assertThat(v.role().configName()).isEqualTo("two-way");
+        assertThat(v.ack()).as("answered once local").isEqualTo(VolumeConfig.Ack.ASYNC);
+        assertThat(v.versionsPath(Path.of("/d"))).isEqualTo(Path.of("/d/vm1.versions"));
+        assertThat(parse(volumeWith(null, "mode = \"one-way\"")).volumes().get(0).role())
+            .isEqualTo(VolumeConfig.Role.PRIMARY);
+        refused(volumeWith(null, "mode = \"both\""), "[[volume vm1]].mode=\"both\"", "one-way", "two-way");
+        refused(volumeWith(null, "mode = \"two-way\""), "[[volume vm1]].role: not used in two-way mode", "remove it");
+        refused(twoWay + "ack = \"sync\"\n", "[[volume vm1]].ack: not used in two-way mode");
+        refused(twoWay + "source = \"watch\"\n", "[[volume vm1]].source: not used in two-way mode");
+        refused(volumeWith("role = \"primary\"", "role = \"two-way\""), "role=\"two-way\"",
+            "set mode = \"two-way\" and no role");
+    }
+
+    @Test
     void badAddressesAreRefused()
     {
         refused(EXAMPLE.replace("listen = \"127.0.0.1:7788\"", "listen = \"127.0.0.1\""), "[node].listen",

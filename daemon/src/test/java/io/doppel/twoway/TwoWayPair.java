@@ -32,6 +32,8 @@ final class TwoWayPair implements AutoCloseable
     final int betaListen;
     DoppelNode alpha;
     DoppelNode beta;
+    /** Extra lines for both nodes' [[peer]] table (for example a psk-file). */
+    String peerExtra = "";
 
     TwoWayPair(final Path dir, final long size, final int blockSize) throws IOException
     {
@@ -82,6 +84,7 @@ final class TwoWayPair implements AutoCloseable
             "[[peer]]",
             "name = \"" + (a ? "beta" : "alpha") + "\"",
             "address = \"127.0.0.1:" + (a ? proxy.port() : alphaListen) + "\"",
+            peerExtra,
             "",
             "[[volume]]",
             "name = \"vm1\"",
