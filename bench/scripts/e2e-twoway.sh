@@ -40,8 +40,9 @@ start() {
     done
   fi
   sed -i 's/log-level = "info"/log-level = "warn"/' "$d/alpha.toml" "$d/beta.toml"
-  doppel daemon --config "$d/beta.toml" 2>"$d/beta.log" & pids+=($!)
-  doppel daemon --config "$d/alpha.toml" 2>"$d/alpha.log" & pids+=($!)
+  # java itself in the background (not the doppel function): $! must be the daemon, so stop() ends it
+  java --enable-native-access=ALL-UNNAMED -jar "$jar" daemon --config "$d/beta.toml" 2>"$d/beta.log" & pids+=($!)
+  java --enable-native-access=ALL-UNNAMED -jar "$jar" daemon --config "$d/alpha.toml" 2>"$d/alpha.log" & pids+=($!)
   A_ADMIN=$aa; B_ADMIN=$ba; A_URI="nbd://127.0.0.1:$an/vm1"; B_URI="nbd://127.0.0.1:$bn/vm1"; DIR=$d; MODE=$mode
   until settled; do sleep 0.1; done
 }
@@ -74,7 +75,7 @@ for mode in one-way two-way; do
     fio_iops "$B_URI" 1g 1g > "$work/b.iops"
     wait $fa_pid
     t5=$(now); wait_settled; t6=$(now)
-    both=$(( $(cat "$work/a.iops") + $(cat "$work/b.iops") )); sb=$(calc "$t6 - $t5")
+    both=$(( $(cat "$work/a.iops") + $(cat "$work/b.iops") )); sb=$(printf '%.2f' "$(calc "$t6 - $t5")")
   fi
   same
   printf '| %s | %.2f | %.2f | %.0f | %s | %.2f | %s | %s |\n' "$mode" "$(calc "$t1 - $t0")" "$(calc "$t2 - $t0")" \

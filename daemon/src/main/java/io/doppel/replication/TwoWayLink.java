@@ -463,7 +463,8 @@ public final class TwoWayLink implements AutoCloseable
         final int length = (int)Math.min(blockSize, volume.size() - offset);
         final ByteBuf version = alloc.directBuffer(WireProtocol.HEADER_BYTES + VERSION_FIXED_BYTES + 4 * vector.length);
         final ByteBuf data;
-        synchronized (tw.stripe(block))
+        tw.lock(block);
+        try
         {
             final long stamp = versions.read(block, vector);
             final int begin = WireProtocol.beginFrame(version, WireProtocol.TYPE_VERSION);
@@ -477,6 +478,10 @@ public final class TwoWayLink implements AutoCloseable
             }
             WireProtocol.endFrame(version, begin, crc);
             data = encoder.encode(alloc, ++seq, offset, volume.windowFor(offset), volume.indexInWindow(offset), length);
+        }
+        finally
+        {
+            tw.unlock(block);
         }
         state.bytesSent.addAndGet(version.readableBytes() + data.readableBytes());
         state.blocksSent.incrementAndGet();

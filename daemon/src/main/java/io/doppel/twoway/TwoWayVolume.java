@@ -43,7 +43,8 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
     private final TwoWayStatus status;
     private final int slot;
     private final int blockShift;
-    private final Object[] stripes = new Object[STRIPES];
+    private final java.util.concurrent.locks.ReentrantLock[] stripes =
+        new java.util.concurrent.locks.ReentrantLock[STRIPES];
     /** The local bytes of a block a conflict may log (apply thread only, under {@link #applyLock}). */
     private final ByteBuffer localCopy;
     private final Object applyLock = new Object();
@@ -71,7 +72,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
         this.localCopy = ByteBuffer.allocateDirect(config.blockSize());
         for (int i = 0; i < STRIPES; i++)
         {
-            stripes[i] = new Object();
+            stripes[i] = new java.util.concurrent.locks.ReentrantLock();
         }
         state.sources(this::dirtyBytes, () -> 0, () -> 0);
         state.inFlightSource(() -> dirty.inFlightBlocks() * config.blockSize());
@@ -136,10 +137,50 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
         wake = value;
     }
 
-    /** The lock that guards block {@code block}'s bytes and vector together. */
-    public Object stripe(final long block)
+    /** Takes the lock that guards block {@code block}'s bytes and vector together. */
+    public void lock(final long block)
     {
-        return stripes[(int)(block & (STRIPES - 1))];
+        stripes[(int)(block & (STRIPES - 1))].lock();
+    }
+
+    public void unlock(final long block)
+    {
+        stripes[(int)(block & (STRIPES - 1))].unlock();
+    }
+
+    /**
+     * Locks blocks {@code [from, to)} (at most {@link #STRIPES}) in ascending stripe order, the one order every
+     * multi-block holder uses, so two writers never wait for each other in a cycle; single-block holders
+     * (the sender, the applier) cannot close one.
+     */
+    private void lockRange(final long from, final long to)
+    {
+        final int n = (int)(to - from);
+        final int first = (int)(from & (STRIPES - 1));
+        if (first + n <= STRIPES)
+        {
+            for (int i = first; i < first + n; i++)
+            {
+                stripes[i].lock();
+            }
+            return;
+        }
+        for (int i = 0; i < first + n - STRIPES; i++)
+        {
+            stripes[i].lock();
+        }
+        for (int i = first; i < STRIPES; i++)
+        {
+            stripes[i].lock();
+        }
+    }
+
+    private void unlockRange(final long from, final long to)
+    {
+        for (long b = from; b < to; b++)
+        {
+            stripes[(int)(b & (STRIPES - 1))].unlock();
+        }
     }
 
     @Override
@@ -166,30 +207,38 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
         return volume.isZero(offset, length);
     }
 
-    /** Writes block by block: each block's bytes, counter and stamp change together, then it is owed to the peer. */
+    /**
+     * Writes the range with one store per run of at most {@link #STRIPES} blocks, holding their locks: each
+     * block's bytes, counter and stamp change together, then it is owed to the peer.
+     */
     @Override
     public long write(final long offset, final ByteBuffer src)
     {
         final int length = src.remaining();
         volume.checkRange(offset, length);
         final int limit = src.limit();
+        final long end = offset + length;
         long pos = offset;
         try
         {
-            while (src.position() < limit)
+            while (pos < end)
             {
-                final long block = pos >>> blockShift;
-                final int n = (int)Math.min(limit - src.position(), ((block + 1) << blockShift) - pos);
-                src.limit(src.position() + n);
-                synchronized (stripe(block))
+                final long from = pos >>> blockShift;
+                final long to = Math.min(from + STRIPES, ((end - 1) >>> blockShift) + 1);
+                final long chunkEnd = Math.min(end, to << blockShift);
+                src.limit(src.position() + (int)(chunkEnd - pos));
+                lockRange(from, to);
+                try
                 {
                     volume.write(pos, src);
-                    versions.bump(block, slot, clock.tick());
-                    dirty.mark(block);
+                    bumpAndMark(from, to);
+                }
+                finally
+                {
+                    unlockRange(from, to);
                 }
                 src.limit(limit);
-                pos += n;
-                status.localBlockWrites.incrementAndGet();
+                pos = chunkEnd;
             }
         }
         finally
@@ -200,26 +249,40 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
         return 1;
     }
 
+    private void bumpAndMark(final long from, final long to)
+    {
+        for (long block = from; block < to; block++)
+        {
+            versions.bump(block, slot, clock.tick());
+            dirty.mark(block);
+        }
+        status.localBlockWrites.addAndGet(to - from);
+    }
+
     @Override
     public long writeZeroes(final long offset, final long length, final boolean mayTrim)
     {
         volume.checkRange(offset, length);
-        long pos = offset;
         final long end = offset + length;
+        long pos = offset;
         try
         {
             while (pos < end)
             {
-                final long block = pos >>> blockShift;
-                final long n = Math.min(end - pos, ((block + 1) << blockShift) - pos);
-                synchronized (stripe(block))
+                final long from = pos >>> blockShift;
+                final long to = Math.min(from + STRIPES, ((end - 1) >>> blockShift) + 1);
+                final long chunkEnd = Math.min(end, to << blockShift);
+                lockRange(from, to);
+                try
                 {
-                    volume.writeZeros(pos, n);
-                    versions.bump(block, slot, clock.tick());
-                    dirty.mark(block);
+                    volume.writeZeros(pos, chunkEnd - pos);
+                    bumpAndMark(from, to);
                 }
-                pos += n;
-                status.localBlockWrites.incrementAndGet();
+                finally
+                {
+                    unlockRange(from, to);
+                }
+                pos = chunkEnd;
             }
         }
         finally
@@ -284,10 +347,15 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
             final long n = Math.min(config.blockSize(), volume.size() - offset);
             if (!volume.isZero(offset, n))
             {
-                synchronized (stripe(block))
+                lock(block);
+                try
                 {
                     versions.bump(block, slot, clock.tick());
                     dirty.mark(block);
+                }
+                finally
+                {
+                    unlock(block);
                 }
                 marked++;
             }
@@ -305,7 +373,8 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
     {
         synchronized (applyLock)
         {
-            synchronized (stripe(block))
+            lock(block);
+            try
             {
                 final BlockResolver.Outcome outcome;
                 try
@@ -334,6 +403,10 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
                         status.ignoredBlocks.incrementAndGet();
                 }
                 return outcome;
+            }
+            finally
+            {
+                unlock(block);
             }
         }
     }

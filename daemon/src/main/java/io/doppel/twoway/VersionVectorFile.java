@@ -98,7 +98,7 @@ public final class VersionVectorFile implements Closeable
             if (!exists || ch.size() == 0)
             {
                 writeHeader(header, nodes, blockSize, blocks);
-                ch.write(header.flip(), 0);
+                ch.write(header, 0); // writeHeader left it positioned at 0 with its limit at the end
                 ch.write(ByteBuffer.wrap(new byte[1]), ENTRIES_OFFSET + blocks * (4L * nodes.size() + 8) - 1);
                 ch.force(true);
             }
