@@ -115,9 +115,11 @@ final class ServiceNotifier implements DoppelNode.ReloadListener
     private static String describe(final VolumeState v)
     {
         final boolean primary = v.config().role() == io.doppel.config.VolumeConfig.Role.PRIMARY;
+        final boolean twoWay = v.config().twoWay();
         return v.config().name() + ": " + v.config().role().configName() + " " + v.replication().wireName()
-            + (primary ? ", standby " : ", copy ") + v.disk().wireName()
-            + (primary ? ", " + io.doppel.config.Units.formatBytes(v.dirtyBytes()) + " dirty" : "");
+            + (primary ? ", standby " : twoWay ? ", peer " : ", copy ") + v.disk().wireName()
+            + (primary || twoWay ? ", " + io.doppel.config.Units.formatBytes(v.dirtyBytes()) + (twoWay ? " owed" : " dirty")
+                : "");
     }
 
     void stopping()
