@@ -66,8 +66,8 @@ public final class TwoWayLink implements AutoCloseable
     private static final int EPOCH_BLOCKS = 1024;
     /** Bytes of blocks sent and not yet acknowledged beyond which the sender waits. */
     private static final long MAX_UNACKED_BYTES = 64L << 20;
-    /** How long a receiver gathers applied blocks before it flushes them and acknowledges. */
-    private static final long ACK_DELAY_MS = 10;
+    /** How long a receiver gathers applied blocks before it forces them to disk and says so (FLUSHED). */
+    private static final long FLUSH_DELAY_MS = 200;
     private static final int VERSION_FIXED_BYTES = 8 + 8 + 4;
 
     private final TwoWayVolume tw;
@@ -96,7 +96,9 @@ public final class TwoWayLink implements AutoCloseable
     private volatile boolean running = true;
     private volatile Channel accepted;
     private volatile Channel current;
+    /** The peer has applied every block up to here (flow control), and has it on stable storage (owed no more). */
     private volatile long ackedSeq;
+    private volatile long durableSeq;
     private volatile boolean sleeping;
     private long seq;
 
@@ -378,6 +380,7 @@ public final class TwoWayLink implements AutoCloseable
         current = ch;
         seq = 0;
         ackedSeq = 0;
+        durableSeq = 0;
         state.sentSeq.set(0); // numbered per connection
         state.ackedSeq.set(0);
         int pendingEpoch = -1;
@@ -393,7 +396,7 @@ public final class TwoWayLink implements AutoCloseable
                 ? "PSK" : "plaintext") + "); sending " + dirty.dirtyBlocks() + " owed block(s)");
         while (running && ch.isActive())
         {
-            if (pendingEpoch >= 0 && ackedSeq >= pendingSeq)
+            if (pendingEpoch >= 0 && durableSeq >= pendingSeq)
             {
                 dirty.settleEpoch(pendingEpoch);
                 pendingEpoch = -1;
@@ -516,6 +519,18 @@ public final class TwoWayLink implements AutoCloseable
         }
     }
 
+    private void flushed(final Channel ch, final long value)
+    {
+        if (ch == current && value > durableSeq)
+        {
+            durableSeq = value;
+            if (sleeping)
+            {
+                LockSupport.unpark(thread); // an epoch may settle now
+            }
+        }
+    }
+
     @Override
     public void close() throws InterruptedException
     {
@@ -532,8 +547,8 @@ public final class TwoWayLink implements AutoCloseable
     /**
      * Applies the peer's frames of one connection, on the link's apply executor: a VERSION frame, then the
      * DATA or ZERO frame with that block's bytes, resolved and written by {@link TwoWayVolume#applyRemote}.
-     * Acknowledges (ACK with the last DATA/ZERO sequence number) once what it applied is on stable storage,
-     * at most every {@value #ACK_DELAY_MS} ms.
+     * Answers ACK with the last DATA/ZERO sequence number applied, and FLUSHED with the last one forced to
+     * stable storage.
      */
     final class Receiver
     {
@@ -547,7 +562,8 @@ public final class TwoWayLink implements AutoCloseable
         private long versionStamp;
         private long appliedSeq;
         private long ackSent;
-        private boolean ackScheduled;
+        private long flushedSent;
+        private boolean flushScheduled;
         private boolean failed;
 
         Receiver(final Channel ch)
@@ -585,6 +601,10 @@ public final class TwoWayLink implements AutoCloseable
                 case WireProtocol.TYPE_ACK:
                     WireProtocol.requireBody(frame, 8, type);
                     acked(ch, frame.readLong());
+                    break;
+                case WireProtocol.TYPE_FLUSHED:
+                    WireProtocol.requireBody(frame, 8, type);
+                    flushed(ch, frame.readLong());
                     break;
                 case WireProtocol.TYPE_PING:
                     break;
@@ -659,26 +679,36 @@ public final class TwoWayLink implements AutoCloseable
             tw.status().receivedBlocks.incrementAndGet();
         }
 
+        /**
+         * ACK right away what was applied (the peer's flow control), and FLUSHED, within {@value #FLUSH_DELAY_MS}
+         * ms, what is forced to stable storage: only that stops being owed by the peer, so a crash of this
+         * machine cannot lose a block the peer no longer has marked.
+         */
         void readComplete(final ChannelHandlerContext ctx)
         {
-            if (!failed && appliedSeq != ackSent && !ackScheduled)
+            if (failed || appliedSeq == ackSent)
             {
-                ackScheduled = true;
-                ctx.executor().schedule(() -> flushAndAck(ctx), ACK_DELAY_MS, TimeUnit.MILLISECONDS);
+                return;
+            }
+            ctx.writeAndFlush(WireProtocol.seqFrame(ctx.alloc(), WireProtocol.TYPE_ACK, appliedSeq, crc), ctx.voidPromise());
+            ackSent = appliedSeq;
+            if (!flushScheduled)
+            {
+                flushScheduled = true;
+                ctx.executor().schedule(() -> flushAndSay(ctx), FLUSH_DELAY_MS, TimeUnit.MILLISECONDS);
             }
         }
 
-        private void flushAndAck(final ChannelHandlerContext ctx)
+        private void flushAndSay(final ChannelHandlerContext ctx)
         {
-            ackScheduled = false;
-            if (failed || !ch.isActive())
+            flushScheduled = false;
+            if (failed || !ch.isActive() || appliedSeq == flushedSent)
             {
                 return;
             }
             final long upTo = appliedSeq;
             try
             {
-                // Acknowledged blocks stop being owed by the peer: they must survive a crash of this machine.
                 volume.flush();
                 versions.force();
             }
@@ -691,8 +721,13 @@ public final class TwoWayLink implements AutoCloseable
                 ctx.close();
                 return;
             }
-            ctx.writeAndFlush(WireProtocol.seqFrame(ctx.alloc(), WireProtocol.TYPE_ACK, upTo, crc), ctx.voidPromise());
-            ackSent = upTo;
+            ctx.writeAndFlush(WireProtocol.seqFrame(ctx.alloc(), WireProtocol.TYPE_FLUSHED, upTo, crc), ctx.voidPromise());
+            flushedSent = upTo;
+            if (appliedSeq != flushedSent)
+            {
+                flushScheduled = true;
+                ctx.executor().schedule(() -> flushAndSay(ctx), FLUSH_DELAY_MS, TimeUnit.MILLISECONDS);
+            }
         }
 
         void failed()
