@@ -47,6 +47,10 @@ start() {
   until settled; do sleep 0.1; done
 }
 
+# applied NODE_ADMIN: the node's peer has applied everything it sent (one-way: the standby holds it)
+applied() { curl -sf "http://127.0.0.1:$1/status" 2>/dev/null | jq -e '.volumes[0] | .replication == "streaming" and .dirtyBytes == 0 and .logBytes == 0 and .sentSeq == .ackedSeq' >/dev/null; }
+wait_applied() { if [ "$MODE" = one-way ]; then until applied "$A_ADMIN"; do sleep 0.05; done; else until applied "$A_ADMIN" && applied "$B_ADMIN"; do sleep 0.05; done; fi; }
+# owed NODE_ADMIN: nothing owed at all (two-way: the peer has it on stable storage and said so)
 owed() { curl -sf "http://127.0.0.1:$1/status" 2>/dev/null | jq -e '.volumes[0] | .replication == "streaming" and .disk == "up-to-date" and .dirtyBytes == 0 and .logBytes == 0 and .inFlightBytes == 0' >/dev/null; }
 settled() { if [ "$MODE" = one-way ]; then owed "$A_ADMIN"; else owed "$A_ADMIN" && owed "$B_ADMIN"; fi; }
 wait_settled() { until settled; do sleep 0.05; done; }
@@ -62,23 +66,27 @@ fio_iops() { # URI OFFSET SIZE -> write IOPS
 machine
 echo "workload: nbdcopy of a $copy mixed image into alpha; fio 4k randwrite QD32 ${secs}s; volume 2 GiB, block 4 KiB, lz4, loopback"
 echo
-echo "| mode | nbdcopy s | peer holds all s | MiB/s to the peer | fio alpha IOPS | settled after s | fio alpha+beta IOPS (two-way) | settled after s |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "peer holds all: the peer applied every block sent (in its page cache, as one-way's standby ACK means);"
+echo "durable: two-way only, the peer said FLUSHED for all of it (one-way's standby forces its copy every second, unreported)"
+echo
+echo "| mode | nbdcopy s | peer holds all s | MiB/s to the peer | durable s | fio alpha IOPS | peer holds all after s | fio alpha+beta IOPS (two-way) | peer holds all after s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 bytes=$(stat -c %s "$work/source.img")
 for mode in one-way two-way; do
   start "$mode"
-  t0=$(now); nbdcopy "$work/source.img" "$A_URI"; t1=$(now); wait_settled; t2=$(now)
-  fa=$(fio_iops "$A_URI" 0 1g); t3=$(now); wait_settled; t4=$(now)
+  t0=$(now); nbdcopy "$work/source.img" "$A_URI"; t1=$(now); wait_applied; t2=$(now); wait_settled; t2d=$(now)
+  fa=$(fio_iops "$A_URI" 0 1g); t3=$(now); wait_applied; t4=$(now); wait_settled
   both=-; sb=-
   if [ "$mode" = two-way ]; then
     fio_iops "$A_URI" 0 1g > "$work/a.iops" & fa_pid=$!
     fio_iops "$B_URI" 1g 1g > "$work/b.iops"
     wait $fa_pid
-    t5=$(now); wait_settled; t6=$(now)
+    t5=$(now); wait_applied; t6=$(now); wait_settled
     both=$(( $(cat "$work/a.iops") + $(cat "$work/b.iops") )); sb=$(printf '%.2f' "$(calc "$t6 - $t5")")
   fi
   same
-  printf '| %s | %.2f | %.2f | %.0f | %s | %.2f | %s | %s |\n' "$mode" "$(calc "$t1 - $t0")" "$(calc "$t2 - $t0")" \
-    "$(calc "$bytes / 1048576 / ($t2 - $t0)")" "$fa" "$(calc "$t4 - $t3")" "$both" "$sb"
+  durable=-; [ "$mode" = two-way ] && durable=$(printf '%.2f' "$(calc "$t2d - $t0")")
+  printf '| %s | %.2f | %.2f | %.0f | %s | %s | %.2f | %s | %s |\n' "$mode" "$(calc "$t1 - $t0")" "$(calc "$t2 - $t0")" \
+    "$(calc "$bytes / 1048576 / ($t2 - $t0)")" "$durable" "$fa" "$(calc "$t4 - $t3")" "$both" "$sb"
   stop
 done
