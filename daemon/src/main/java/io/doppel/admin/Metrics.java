@@ -99,6 +99,22 @@ public final class Metrics
         }
     }
 
+    /**
+     * Registers a volume group's gauges: {@code doppel_group_members} (member volumes this node holds) and
+     * {@code doppel_group_missing_files} (members whose file disappeared or was replaced on the primary).
+     */
+    public void addGroup(final String group, final java.util.function.IntSupplier members,
+        final java.util.function.IntSupplier missing)
+    {
+        final Tags tags = Tags.of("node", node, "group", group);
+        Gauge.builder("doppel.group.members", members, s -> s.getAsInt()).description(
+            "Member volumes of a volume group (a directory or glob of images) on this node").baseUnit("volumes")
+            .tags(tags).register(registry);
+        Gauge.builder("doppel.group.missing.files", missing, s -> s.getAsInt()).description(
+            "Members of a volume group whose file disappeared or was replaced on the primary (their standby copies"
+                + " are kept)").baseUnit("files").tags(tags).register(registry);
+    }
+
     /** Registers a volume's meters (at start, and for a volume a live reload added). */
     public void add(final VolumeState v)
     {
