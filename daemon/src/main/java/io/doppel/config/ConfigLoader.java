@@ -578,6 +578,12 @@ public final class ConfigLoader
             && !Files.exists(path);
         if (!glob && !pathText.endsWith("/") && !Files.isDirectory(path))
         {
+            final Path parent = path.getParent();
+            if (parent != null && hasGlob(parent.toString()) && !Files.exists(parent))
+            {
+                throw fail(where + "path=\"" + pathText + "\": a glob is accepted only in the file name, not in the"
+                    + " directories above it (expected e.g. \"/srv/images/*.img\")");
+            }
             return null;
         }
         final String kind = glob ? "a glob (a volume group: each matching file is a volume)"
