@@ -214,8 +214,7 @@ public final class FileWatcher implements Runnable, AutoCloseable
         status.events.addAndGet(n);
         if (inotify.gone())
         {
-            fail(path + " was deleted or renamed away: the volume still shows the old file, which nobody writes;"
-                + " restart the daemon once the image is back in place");
+            failGone();
         }
         return n;
     }
@@ -420,11 +419,22 @@ public final class FileWatcher implements Runnable, AutoCloseable
         {
             return Files.readAttributes(path, "unix:size,lastModifiedTime,ctime,ino");
         }
+        catch (final java.nio.file.NoSuchFileException e)
+        {
+            failGone(); // the event saying so may not have been read yet
+            return null;
+        }
         catch (final IOException | UnsupportedOperationException e)
         {
             fail(path + ": cannot stat the watched file: " + e.getMessage());
             return null;
         }
+    }
+
+    private void failGone()
+    {
+        fail(path + " was deleted or renamed away: the volume still shows the old file, which nobody writes;"
+            + " restart the daemon once the image is back in place");
     }
 
     private void fail(final String message)

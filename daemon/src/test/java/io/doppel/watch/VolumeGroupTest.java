@@ -1,0 +1,229 @@
+package io.doppel.watch;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import io.doppel.replication.DaemonProcesses;
+import io.doppel.tools.LoopbackPorts;
+import io.doppel.tools.MixedImage;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Volume groups against real daemons in separate processes: a primary whose {@code path} is a directory or
+ * a glob of image files, a standby whose {@code path} is a directory. Every image becomes a volume of its
+ * own and converges byte-identical; a file created while the daemons run becomes one too; a file deleted on
+ * the primary is reported and its standby copy stays; files the glob leaves out stay out.
+ */
+class VolumeGroupTest
+{
+    private static final long MIB = 1L << 20;
+    @TempDir
+    Path dir;
+    private DaemonProcesses daemons;
+    private int alphaListen;
+    private int alphaAdmin;
+    private int betaListen;
+    private int betaAdmin;
+    private Path images;
+    private Path replica;
+
+    @BeforeEach
+    void setUp() throws IOException
+    {
+        daemons = new DaemonProcesses(dir);
+        final int[] ports = LoopbackPorts.free(4);
+        alphaListen = ports[0];
+        alphaAdmin = ports[1];
+        betaListen = ports[2];
+        betaAdmin = ports[3];
+        images = Files.createDirectories(dir.resolve("alpha/images"));
+        replica = Files.createDirectories(dir.resolve("beta/replica"));
+    }
+
+    @AfterEach
+    void killAll()
+    {
+        daemons.close();
+    }
+
+    @Test
+    void shouldReplicateEveryImageOfADirectoryTakeNewOnesAndKeepCopiesOfDeletedOnes() throws Exception
+    {
+        MixedImage.create(images.resolve("a.img"), 8 * MIB, 1);
+        MixedImage.create(images.resolve("b.img"), 4 * MIB, 2);
+        Files.writeString(images.resolve(".a.img.partial"), "a copy's temporary file: hidden, never a member");
+        start(images.toString());
+
+        JsonNode alpha = awaitConverged(List.of("images.a.img", "images.b.img"));
+        assertIdentical("a.img");
+        assertIdentical("b.img");
+        final JsonNode group = alpha.path("groups").path(0);
+        assertThat(group.path("name").asText()).isEqualTo("images");
+        assertThat(group.path("pattern").asText()).isEqualTo("*");
+        assertThat(names(group.path("members"))).containsExactly("images.a.img", "images.b.img");
+        assertThat(volume(alpha, "images.a.img").path("group").asText()).isEqualTo("images");
+        assertThat(volume(alpha, "images.a.img").path("source").asText()).isEqualTo("watch");
+        assertThat(Files.exists(replica.resolve(".a.img.partial"))).isFalse();
+
+        // A new image while both run: a volume of its own, without a restart.
+        MixedImage.create(images.resolve("c.img"), 6 * MIB, 3);
+        awaitConverged(List.of("images.a.img", "images.b.img", "images.c.img"));
+        assertIdentical("c.img");
+        final JsonNode beta = daemons.awaitDocument(betaAdmin, d -> names(d.path("groups").path(0).path("members"))
+            .size() == 3, 30);
+        assertThat(volume(beta, "images.c.img").path("role").asText()).isEqualTo("standby");
+        assertThat(volume(beta, "images.c.img").path("group").asText()).isEqualTo("images");
+        assertThat(volume(beta, "images.c.img").path("size").asLong()).isEqualTo(6 * MIB);
+
+        // Deleted on the primary: reported there, the standby copy stays as it was.
+        final String before = MixedImage.hash(replica.resolve("b.img"));
+        Files.delete(images.resolve("b.img"));
+        alpha = daemons.awaitDocument(alphaAdmin, d -> d.path("groups").path(0).path("missing").has("b.img"), 30);
+        assertThat(alpha.path("groups").path(0).path("missing").path("b.img").asText()).contains("deleted");
+        assertThat(volume(alpha, "images.b.img").path("watch").path("error").asText()).contains("deleted or renamed");
+        assertThat(metrics(alphaAdmin)).contains("doppel_group_missing_files{group=\"images\",node=\"alpha\"} 1.0")
+            .contains("doppel_group_members{group=\"images\",node=\"alpha\"} 3.0");
+        Thread.sleep(1_000); // several watch-intervals: nothing on the standby may follow the delete
+        assertThat(replica.resolve("b.img")).exists();
+        assertThat(MixedImage.hash(replica.resolve("b.img"))).isEqualTo(before);
+        assertThat(daemons.log("alpha")).contains("b.img disappeared", "never deleted");
+        // The other members carry on.
+        MixedImage.mutate(images.resolve("a.img"), 0.01, 4096, 9);
+        awaitInSync("images.a.img");
+        assertIdentical("a.img");
+    }
+
+    @Test
+    void shouldTakeOnlyTheFilesAGlobMatches() throws Exception
+    {
+        MixedImage.create(images.resolve("x.img"), 4 * MIB, 5);
+        Files.writeString(images.resolve("notes.txt"), "not an image");
+        Files.createDirectories(images.resolve("old.img")); // matches, but is a directory
+        start(images.resolve("*.img").toString());
+
+        final JsonNode alpha = awaitConverged(List.of("images.x.img"));
+        assertIdentical("x.img");
+        final JsonNode group = alpha.path("groups").path(0);
+        assertThat(group.path("pattern").asText()).isEqualTo("*.img");
+        assertThat(names(group.path("members"))).containsExactly("images.x.img");
+        assertThat(group.path("skipped").path("old.img").asText()).contains("not a regular file");
+        assertThat(group.path("skipped").has("notes.txt")).as("a file the glob leaves out is not even looked at")
+            .isFalse();
+        assertThat(volumeNames(alpha)).containsExactly("images.x.img");
+        try (Stream<Path> files = Files.list(replica))
+        {
+            assertThat(files.map(f -> f.getFileName().toString())).containsExactly("x.img");
+        }
+
+        // A file that matches later, written in two steps: taken once it stops changing, whole.
+        final Path y = images.resolve("y.img");
+        MixedImage.create(y, 2 * MIB, 6);
+        Files.writeString(images.resolve("y.txt"), "still not an image");
+        awaitConverged(List.of("images.x.img", "images.y.img"));
+        assertIdentical("y.img");
+        assertThat(replica.resolve("y.txt")).doesNotExist();
+    }
+
+    private void start(final String alphaPath) throws IOException
+    {
+        daemons.start(config("beta", betaListen, betaAdmin, "alpha", alphaListen,
+            "path = \"" + replica + "\"\nrole = \"standby\""), "beta");
+        daemons.start(config("alpha", alphaListen, alphaAdmin, "beta", betaListen,
+            "path = \"" + alphaPath + "\"\nrole = \"primary\"\nsource = \"watch\"\nwatch-interval = \"200ms\"\n"
+                + "watch-rate = \"1GiB\""), "alpha");
+    }
+
+    private Path config(final String node, final int listen, final int admin, final String peer, final int peerPort,
+        final String volume) throws IOException
+    {
+        final Path file = dir.resolve(node + ".toml");
+        Files.writeString(file, String.join("\n",
+            "[node]",
+            "name = \"" + node + "\"",
+            "listen = \"127.0.0.1:" + listen + "\"",
+            "admin = \"127.0.0.1:" + admin + "\"",
+            "data-dir = \"" + dir.resolve(node + "/data") + "\"",
+            "heartbeat-interval = \"500ms\"",
+            "heartbeat-timeout = \"5s\"",
+            "",
+            "[[peer]]",
+            "name = \"" + peer + "\"",
+            "address = \"127.0.0.1:" + peerPort + "\"",
+            "",
+            "[[volume]]",
+            "name = \"images\"",
+            volume,
+            ""));
+        return file;
+    }
+
+    /** Every one of {@code members} is on alpha, in sync and settled; returns alpha's /status. */
+    private JsonNode awaitConverged(final List<String> members) throws Exception
+    {
+        return daemons.awaitDocument(alphaAdmin, d -> volumeNames(d).containsAll(members)
+            && members.stream().allMatch(m -> DaemonProcesses.inSync(volume(d, m))
+                && volume(d, m).path("watch").path("quiet").asBoolean()), 120);
+    }
+
+    private void awaitInSync(final String member) throws Exception
+    {
+        final long scans = volume(daemons.document(alphaAdmin), member).path("watch").path("scans").asLong();
+        daemons.awaitDocument(alphaAdmin, d -> DaemonProcesses.inSync(volume(d, member))
+            && volume(d, member).path("watch").path("quiet").asBoolean()
+            && volume(d, member).path("watch").path("scans").asLong() >= scans + 2, 120);
+    }
+
+    private void assertIdentical(final String file) throws Exception
+    {
+        daemons.awaitDocument(betaAdmin, d -> "up-to-date".equals(volume(d, "images." + file).path("disk").asText()),
+            30);
+        assertThat(MixedImage.hash(replica.resolve(file))).as("standby copy of %s", file)
+            .isEqualTo(MixedImage.hash(images.resolve(file)));
+    }
+
+    private static JsonNode volume(final JsonNode status, final String name)
+    {
+        for (final JsonNode v : status.path("volumes"))
+        {
+            if (v.path("name").asText().equals(name))
+            {
+                return v;
+            }
+        }
+        return com.fasterxml.jackson.databind.node.MissingNode.getInstance();
+    }
+
+    private static List<String> volumeNames(final JsonNode status)
+    {
+        final List<String> names = new ArrayList<>();
+        status.path("volumes").forEach(v -> names.add(v.path("name").asText()));
+        return names;
+    }
+
+    private static List<String> names(final JsonNode array)
+    {
+        final List<String> names = new ArrayList<>();
+        array.forEach(n -> names.add(n.asText()));
+        return names;
+    }
+
+    private static String metrics(final int adminPort) throws Exception
+    {
+        return HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + adminPort
+            + "/metrics")).build(), HttpResponse.BodyHandlers.ofString()).body();
+    }
+}
