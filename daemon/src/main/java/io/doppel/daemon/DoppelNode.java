@@ -165,7 +165,8 @@ public final class DoppelNode implements AutoCloseable
             startGroup(g);
         }
         Log.info(name + "/node", "ready: " + primaries.size() + " primary, " + standbys.size()
-            + " standby and " + twoWays.size() + " two-way volume(s)");
+            + " standby and " + twoWays.size() + " two-way volume(s)" + (groups.isEmpty() ? "" : ", "
+                + groups.size() + " volume group(s) (members are added as they are found)"));
     }
 
     /** How this node's peer links are secured, with its refusal counts. */

@@ -129,22 +129,71 @@ class VolumeGroupTest
             assertThat(files.map(f -> f.getFileName().toString())).containsExactly("x.img");
         }
 
-        // A file that matches later, written in two steps: taken once it stops changing, whole.
+        // A file that matches later and grows for a while (a copy coming in): not a volume while it grows
+        // (a member keeps the size it started with), taken whole once it stops.
+        final Path source = dir.resolve("y.source");
+        MixedImage.create(source, 2 * MIB, 6);
+        final byte[] bytes = Files.readAllBytes(source);
         final Path y = images.resolve("y.img");
-        MixedImage.create(y, 2 * MIB, 6);
+        final int chunk = 128 << 10;
+        for (int at = 0; at < bytes.length; at += chunk)
+        {
+            try (var out = Files.newOutputStream(y, java.nio.file.StandardOpenOption.CREATE,
+                java.nio.file.StandardOpenOption.APPEND))
+            {
+                out.write(bytes, at, chunk);
+            }
+            final JsonNode now = daemons.document(alphaAdmin);
+            assertThat(volumeNames(now)).as("members while y.img grows (%d bytes)", at + chunk)
+                .doesNotContain("images.y.img");
+            Thread.sleep(60); // 16 chunks over about a second: several watch-intervals
+        }
         Files.writeString(images.resolve("y.txt"), "still not an image");
-        awaitConverged(List.of("images.x.img", "images.y.img"));
+        final JsonNode after = awaitConverged(List.of("images.x.img", "images.y.img"));
+        assertThat(volume(after, "images.y.img").path("size").asLong()).isEqualTo(2 * MIB);
         assertIdentical("y.img");
         assertThat(replica.resolve("y.txt")).doesNotExist();
     }
 
-    private void start(final String alphaPath) throws IOException
+    @Test
+    void shouldReopenHeldMembersAfterARestartWithoutSendingThemAgain() throws Exception
     {
-        daemons.start(config("beta", betaListen, betaAdmin, "alpha", alphaListen,
+        MixedImage.create(images.resolve("a.img"), 8 * MIB, 11);
+        MixedImage.create(images.resolve("b.img"), 8 * MIB, 12);
+        Files.writeString(replica.resolve("unrelated.img"), "a file on the standby that no primary named");
+        final Process[] both = start(images.toString());
+        awaitConverged(List.of("images.a.img", "images.b.img"));
+        for (final Process p : both)
+        {
+            p.destroy(); // SIGTERM: a clean stop
+            assertThat(p.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+        }
+        // The standby alone: it opens the members it holds (they have metadata), not the unrelated file.
+        daemons.start(dir.resolve("beta.toml"), "beta2");
+        final JsonNode beta = daemons.awaitDocument(betaAdmin, d -> volumeNames(d).size() == 2, 30);
+        assertThat(volumeNames(beta)).containsExactlyInAnyOrder("images.a.img", "images.b.img");
+        assertThat(volume(beta, "images.a.img").path("role").asText()).isEqualTo("standby");
+        assertThat(volume(beta, "images.a.img").path("disk").asText()).as("a consistent copy, of an earlier moment")
+            .isEqualTo("outdated");
+        daemons.start(dir.resolve("alpha.toml"), "alpha2");
+        final JsonNode alpha = awaitConverged(List.of("images.a.img", "images.b.img"));
+        for (final String m : List.of("images.a.img", "images.b.img"))
+        {
+            assertThat(volume(alpha, m).path("blocksSent").asLong()).as("blocks of %s sent again", m).isZero();
+        }
+        assertIdentical("a.img");
+        assertIdentical("b.img");
+        assertThat(Files.readString(replica.resolve("unrelated.img"))).startsWith("a file on the standby");
+    }
+
+    private Process[] start(final String alphaPath) throws IOException
+    {
+        final Process beta = daemons.start(config("beta", betaListen, betaAdmin, "alpha", alphaListen,
             "path = \"" + replica + "\"\nrole = \"standby\""), "beta");
-        daemons.start(config("alpha", alphaListen, alphaAdmin, "beta", betaListen,
+        final Process alpha = daemons.start(config("alpha", alphaListen, alphaAdmin, "beta", betaListen,
             "path = \"" + alphaPath + "\"\nrole = \"primary\"\nsource = \"watch\"\nwatch-interval = \"200ms\"\n"
                 + "watch-rate = \"1GiB\""), "alpha");
+        return new Process[] {alpha, beta};
     }
 
     private Path config(final String node, final int listen, final int admin, final String peer, final int peerPort,
