@@ -1,6 +1,9 @@
 package io.doppel.watch;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.doppel.config.ConfigLoader;
+import io.doppel.daemon.DoppelNode;
+import io.doppel.daemon.ReloadResult;
 import io.doppel.replication.DaemonProcesses;
 import io.doppel.tools.LoopbackPorts;
 import io.doppel.tools.MixedImage;
@@ -184,6 +187,38 @@ class VolumeGroupTest
         assertIdentical("a.img");
         assertIdentical("b.img");
         assertThat(Files.readString(replica.resolve("unrelated.img"))).startsWith("a file on the standby");
+    }
+
+    @Test
+    void shouldReloadAGroupLiveAndLeaveItsMembersOutOfTheFileComparison() throws Exception
+    {
+        MixedImage.create(images.resolve("a.img"), 4 * MIB, 21);
+        final Path betaFile = config("beta", betaListen, betaAdmin, "alpha", alphaListen,
+            "path = \"" + replica + "\"\nrole = \"standby\"");
+        final Path alphaFile = config("alpha", alphaListen, alphaAdmin, "beta", betaListen,
+            "path = \"" + images + "\"\nrole = \"primary\"\nsource = \"watch\"\nwatch-interval = \"200ms\"");
+        try (DoppelNode beta = DoppelNode.start(ConfigLoader.load(betaFile), betaFile);
+             DoppelNode alpha = DoppelNode.start(ConfigLoader.load(alphaFile), alphaFile))
+        {
+            awaitConverged(List.of("images.a.img"));
+            // Unchanged file: the members (not in the file by name) are not "removed", the group not "added".
+            ReloadResult r = alpha.reloadFromFile();
+            assertThat(r.accepted()).as(r.toString()).isTrue();
+            assertThat(r.changes()).isEmpty();
+            assertThat(beta.reloadFromFile().changes()).isEmpty();
+            // A live setting of the group reaches its members.
+            Files.writeString(alphaFile, Files.readString(alphaFile) + "compression = \"zstd\"\n");
+            r = alpha.reloadFromFile();
+            assertThat(r.changes()).containsExactly("images: compression lz4 -> zstd");
+            assertThat(alpha.primary("images.a.img").state().config().compression().configName()).isEqualTo("zstd");
+            assertThat(alpha.primary("images.a.img").state().config().group()).isEqualTo("images");
+            // Its directory cannot change live.
+            final Path other = Files.createDirectories(dir.resolve("alpha/other"));
+            Files.writeString(alphaFile, Files.readString(alphaFile).replace(images.toString(), other.toString()));
+            r = alpha.reloadFromFile();
+            assertThat(r.accepted()).isFalse();
+            assertThat(r.refused()).singleElement().asString().contains("images: path", "restart");
+        }
     }
 
     private Process[] start(final String alphaPath) throws IOException
