@@ -156,6 +156,20 @@ class VolumeGroupTest
         assertThat(volume(after, "images.y.img").path("size").asLong()).isEqualTo(2 * MIB);
         assertIdentical("y.img");
         assertThat(replica.resolve("y.txt")).doesNotExist();
+
+        // Replaced by another file of the same name (a copy renamed into place): reported, not followed.
+        final String standbyBefore = MixedImage.hash(replica.resolve("x.img"));
+        final Path next = images.resolve(".x.img.new");
+        MixedImage.create(next, 4 * MIB, 7);
+        Files.move(next, images.resolve("x.img"), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+            java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        final JsonNode replaced = daemons.awaitDocument(alphaAdmin, d -> d.path("groups").path(0).path("missing")
+            .has("x.img") && !volume(d, "images.x.img").path("watch").path("error").asText().isEmpty(), 30);
+        assertThat(replaced.path("groups").path(0).path("missing").path("x.img").asText()).contains("replaced");
+        assertThat(volume(replaced, "images.x.img").path("watch").path("error").asText()).contains("replaced by"
+            + " another file");
+        assertThat(volume(replaced, "images.x.img").path("disk").asText()).isNotEqualTo("up-to-date");
+        assertThat(MixedImage.hash(replica.resolve("x.img"))).isEqualTo(standbyBefore);
     }
 
     @Test
