@@ -85,7 +85,8 @@ public final class DoppelNode implements AutoCloseable
     private ScheduledExecutorService flusher;
     private EventExecutorGroup nbdWorkers;
     private final List<NbdServer> nbdServers = new ArrayList<>();
-    private Metrics metrics;
+    /** Set once the node has opened its volumes; read by links that create a group's member. */
+    private volatile Metrics metrics;
     private ReloadListener reloadListener = ReloadListener.NONE;
     private boolean closing;
 
@@ -736,9 +737,9 @@ public final class DoppelNode implements AutoCloseable
     private synchronized StandbyVolume standbyMember(final io.doppel.net.Hello hello)
     {
         final String name = hello.volume();
-        if (closing || standbys.containsKey(name) || primaries.containsKey(name))
+        if (closing || metrics == null || standbys.containsKey(name) || primaries.containsKey(name))
         {
-            return standbys.get(name);
+            return standbys.get(name); // null while starting: the primary tries again
         }
         for (final io.doppel.watch.VolumeGroup g : groups)
         {

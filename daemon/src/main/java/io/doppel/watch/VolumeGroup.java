@@ -252,9 +252,9 @@ public final class VolumeGroup implements Runnable, AutoCloseable
         final long intervalMillis = config.watchIntervalMillis();
         try (DirectoryStream<Path> files = Files.newDirectoryStream(directory))
         {
-            if (error.startsWith("directory "))
+            if (!error.isEmpty())
             {
-                error = ""; // it is back
+                error = ""; // the directory is back (or readable again)
             }
             for (final Path file : files)
             {
