@@ -601,8 +601,8 @@ public final class ConfigLoader
         }
         if (role != VolumeConfig.Role.PRIMARY && role != VolumeConfig.Role.STANDBY)
         {
-            throw fail(where + "path=\"" + pathText + "\" names " + kind + " with role = \"" + role.configName()
-                + "\": a volume group is accepted only as primary (with source = \"watch\") or standby");
+            throw fail(where + "path=\"" + pathText + "\" names " + kind + " with mode = \"two-way\": a volume group"
+                + " is accepted only in one-way mode, as primary (with source = \"watch\") or standby");
         }
         if (role == VolumeConfig.Role.PRIMARY && source != VolumeConfig.Source.WATCH)
         {

@@ -334,6 +334,9 @@ class ConfigLoaderTest
         refused(group(dir.toString(), "source = \"watch\"\nnbd = \"127.0.0.1:10809\""), "[[volume images]].nbd=",
             "not served over NBD");
         refused(group(dir + "/[a.img", "source = \"watch\""), "not a usable glob", "expected *, ?, [abc] or {a,b}");
+        refused(NODE + PEER + String.join("\n", "[[volume]]", "name = \"images\"", "path = \"" + dir + "\"",
+            "mode = \"two-way\"", ""), "[[volume images]].path=\"" + dir + "\" names a directory",
+            "with mode = \"two-way\"", "only in one-way mode");
         refused(group(dir.toString(), "source = \"watch\"") + String.join("\n", "[[volume]]",
             "name = \"images.vm1.img\"", "path = \"/srv/vm1.img\"", "role = \"primary\"", ""),
             "[[volume]].name=\"images.vm1.img\": starts with \"images.\"", "members of volume group images");
