@@ -1374,7 +1374,8 @@ public final class DoppelNode implements AutoCloseable
         public StandbyVolume standbyFor(final io.doppel.net.Hello hello)
         {
             final StandbyVolume s = standbys.get(hello.volume());
-            return s != null ? s : standbyMember(hello);
+            // Only a node with volume groups takes the node's lock for an unknown name (a demote holds it).
+            return s != null || groups.isEmpty() ? s : standbyMember(hello);
         }
 
         @Override

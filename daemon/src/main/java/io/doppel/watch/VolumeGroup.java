@@ -62,6 +62,8 @@ public final class VolumeGroup implements Runnable, AutoCloseable
     {
     }
 
+    private static final String REPLACED = "replaced by another file";
+
     private volatile VolumeConfig config;
     private final String component;
     private final Host host;
@@ -301,9 +303,9 @@ public final class VolumeGroup implements Runnable, AutoCloseable
         if (members.containsKey(name))
         {
             final Object key = members.get(name);
-            if (!Objects.equals(key, attrs.fileKey()) && !missing.containsKey(name))
+            if (!Objects.equals(key, attrs.fileKey()) && !REPLACED.equals(missing.get(name)))
             {
-                missing.put(name, "replaced by another file");
+                missing.put(name, REPLACED); // also a file deleted and then created again under its name
                 Log.warn(component, "file " + file + " was replaced by another file of that name: member volume "
                     + config.memberName(name) + " keeps running on the file it mapped, and its standby copy is kept;"
                     + " restart the daemon to replicate the new file");
