@@ -570,8 +570,8 @@ public final class ConfigLoader
      * part makes the entry a volume group: returns the file-name pattern of its members, or null for one
      * image. The directory must exist on both sides: a standby creates its members' files in it.
      */
-    private String groupMembers(final String pathText, final Path path, final String where, final VolumeConfig.Role role,
-        final VolumeConfig.Source source, final JsonNode v) throws ConfigException
+    private String groupMembers(final String pathText, final Path path, final String where,
+        final VolumeConfig.Role role, final VolumeConfig.Source source, final JsonNode v) throws ConfigException
     {
         // An existing file whose name holds '[' or '*' is that file, not a pattern.
         final boolean glob = path.getFileName() != null && hasGlob(path.getFileName().toString())

@@ -21,7 +21,8 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
 {
     public VolumeConfig(final String name, final Path path, final long size, final Role role, final String peer,
         final int blockSize, final Compression compression, final long logBytes, final String nbd, final Ack ack,
-        final AfterSplitBrain afterSplitBrain, final Source source, final long watchRate, final long watchIntervalMillis)
+        final AfterSplitBrain afterSplitBrain, final Source source, final long watchRate,
+        final long watchIntervalMillis)
     {
         this(name, path, size, role, peer, blockSize, compression, logBytes, nbd, ack, afterSplitBrain, source,
             watchRate, watchIntervalMillis, null, null);

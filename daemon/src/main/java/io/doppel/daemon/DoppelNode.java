@@ -638,8 +638,9 @@ public final class DoppelNode implements AutoCloseable
         groups.add(group);
         Log.info(component, "volume group " + vc.role().configName() + " on " + vc.path() + ": each "
             + (VolumeConfig.ALL_FILES.equals(vc.members()) ? "file" : "file matching " + vc.members()) + " in "
-            + vc.groupDirectory() + " is a volume named " + vc.name() + ".FILE" + (vc.role() == VolumeConfig.Role.STANDBY
-                ? " (created when " + vc.peer() + " replicates it; " + group.memberCount() + " held now)" : ""));
+            + vc.groupDirectory() + " is a volume named " + vc.name() + ".FILE"
+            + (vc.role() == VolumeConfig.Role.STANDBY ? " (created when " + vc.peer() + " replicates it; "
+                + group.memberCount() + " held now)" : ""));
     }
 
     /** Registers a group's meters, and on a primary starts finding its members. */

@@ -11,9 +11,9 @@ import java.nio.ByteOrder;
 import java.nio.file.Path;
 
 /**
- * Linux inotify on one image file (or a volume group's directory), through JNA's libc binding: the trigger that tells the watcher the
- * file may have changed, so an idle file is never read. Events say only "something changed", not
- * where; the scan finds where. Control plane: one call per wait, not per block.
+ * Linux inotify on one image file (or a volume group's directory), through JNA's libc binding: the trigger
+ * that tells the watcher the file may have changed, so an idle file is never read. Events say only
+ * "something changed", not where; the scan finds where. Control plane: one call per wait, not per block.
  */
 public final class Inotify implements Closeable
 {

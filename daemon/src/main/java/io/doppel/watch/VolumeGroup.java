@@ -337,7 +337,8 @@ public final class VolumeGroup implements Runnable, AutoCloseable
         final long now = System.nanoTime();
         final Sighting seen = new Sighting(attrs.size(), attrs.lastModifiedTime().toMillis(), now);
         final Sighting before = pending.get(name);
-        final boolean same = before != null && before.size() == seen.size() && before.mtimeMillis() == seen.mtimeMillis();
+        final boolean same = before != null && before.size() == seen.size()
+            && before.mtimeMillis() == seen.mtimeMillis();
         if (!same)
         {
             pending.put(name, seen);
