@@ -155,7 +155,12 @@ final class StatusCommand implements Callable<Integer>
     static void printTable(final JsonNode status, final PrintStream out)
     {
         out.println("node " + status.path("node").asText());
-        final String format = "%-12s %-8s %-14s %-11s %-12s %10s %10s %10s %10s %10s %6s%n";
+        int nameWidth = 12; // members of a volume group have long names (<group>.<file>)
+        for (final JsonNode v : status.path("volumes"))
+        {
+            nameWidth = Math.max(nameWidth, v.path("name").asText().length());
+        }
+        final String format = "%-" + nameWidth + "s %-8s %-14s %-11s %-12s %10s %10s %10s %10s %10s %6s%n";
         out.printf(format, "VOLUME", "ROLE", "PEER", "REPLICATION", "DISK", "SIZE", "DIRTY", "LAG", "SENT", "RECEIVED",
             "SYNC");
         for (final JsonNode v : status.path("volumes"))
@@ -176,6 +181,20 @@ final class StatusCommand implements Callable<Integer>
             if (!error.isEmpty())
             {
                 out.println("  last error: " + error);
+            }
+        }
+        for (final JsonNode g : status.path("groups"))
+        {
+            out.println("group " + g.path("name").asText() + " (" + g.path("role").asText() + ", "
+                + g.path("path").asText() + "): " + g.path("members").size() + " member(s)"
+                + (g.path("pending").isEmpty() ? "" : ", " + g.path("pending").size() + " file(s) settling"));
+            g.path("missing").fields().forEachRemaining(e -> out.println("  missing: " + e.getKey() + " ("
+                + e.getValue().asText() + "; its standby copy is kept)"));
+            g.path("skipped").fields().forEachRemaining(e -> out.println("  skipped: " + e.getKey() + ": "
+                + e.getValue().asText()));
+            if (!g.path("error").asText().isEmpty())
+            {
+                out.println("  error: " + g.path("error").asText());
             }
         }
     }

@@ -99,6 +99,24 @@ public final class Metrics
         }
     }
 
+    /**
+     * Registers a volume group's gauges: {@code doppel_group_members} (member volumes this node holds) and
+     * {@code doppel_group_missing_files} (members whose file disappeared or was replaced on the primary). No
+     * base unit, so the Prometheus names are exactly these; strong references, as the suppliers are lambdas
+     * nothing else holds (a gauge's weak reference would read NaN after the next GC).
+     */
+    public void addGroup(final String group, final java.util.function.IntSupplier members,
+        final java.util.function.IntSupplier missing)
+    {
+        final Tags tags = Tags.of("node", node, "group", group);
+        Gauge.builder("doppel.group.members", members, s -> s.getAsInt()).description(
+            "Member volumes of a volume group (a directory or glob of images) on this node")
+            .strongReference(true).tags(tags).register(registry);
+        Gauge.builder("doppel.group.missing.files", missing, s -> s.getAsInt()).description(
+            "Members of a volume group whose file disappeared or was replaced on the primary (their standby copies"
+                + " are kept)").strongReference(true).tags(tags).register(registry);
+    }
+
     /** Registers a volume's meters (at start, and for a volume a live reload added). */
     public void add(final VolumeState v)
     {

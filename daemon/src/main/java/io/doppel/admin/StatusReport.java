@@ -16,6 +16,13 @@ public final class StatusReport
 
     public static Map<String, Object> of(final String node, final List<VolumeState> volumes)
     {
+        return of(node, volumes, List.of());
+    }
+
+    /** As above, with the node's volume groups ({@code groups}: each group's own map). */
+    public static Map<String, Object> of(final String node, final List<VolumeState> volumes,
+        final List<Map<String, Object>> groups)
+    {
         final Map<String, Object> root = new LinkedHashMap<>();
         root.put("node", node);
         final List<Object> list = new ArrayList<>();
@@ -23,6 +30,7 @@ public final class StatusReport
         {
             final Map<String, Object> m = new LinkedHashMap<>();
             m.put("name", v.config().name());
+            m.put("group", v.config().group() == null ? "" : v.config().group());
             m.put("role", v.config().role().configName());
             m.put("size", v.size());
             m.put("blockSize", v.config().blockSize());
@@ -80,6 +88,7 @@ public final class StatusReport
             list.add(m);
         }
         root.put("volumes", list);
+        root.put("groups", groups);
         return root;
     }
 }

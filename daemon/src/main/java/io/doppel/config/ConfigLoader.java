@@ -118,6 +118,7 @@ public final class ConfigLoader
             }
             volumes.add(volume);
         }
+        checkGroupNames(volumes);
         return new DoppelConfig(withNbdTls(node, volumes), List.copyOf(peers), List.copyOf(volumes),
             readLimits(root.get("limits")));
     }
@@ -411,7 +412,8 @@ public final class ConfigLoader
     {
         final String name = name(v, "[[volume]].name");
         final String where = "[[volume " + name + "]].";
-        final Path path = path(required(v, "path", where + "path"), where + "path");
+        final String pathText = required(v, "path", where + "path");
+        final Path path = path(pathText, where + "path");
         final long size = v.has("size") ? size(v, "size", where) : 0;
         if (v.has("size") && size <= 0)
         {
@@ -558,8 +560,107 @@ public final class ConfigLoader
         {
             throw fail(where + "watch-interval=" + v.get("watch-interval") + ": expected between 10ms and 24h");
         }
+        final String members = groupMembers(pathText, path, where, role, source, v);
         return new VolumeConfig(name, path, size, role, peer, (int)blockSize, compression, logBytes, nbd, ack,
-            afterSplitBrain, source, watchRate, watchInterval);
+            afterSplitBrain, source, watchRate, watchInterval, members, null);
+    }
+
+    /**
+     * A {@code path} naming a directory (it exists as one, or ends with '/') or holding a glob in its last
+     * part makes the entry a volume group: returns the file-name pattern of its members, or null for one
+     * image. The directory must exist on both sides: a standby creates its members' files in it.
+     */
+    private String groupMembers(final String pathText, final Path path, final String where,
+        final VolumeConfig.Role role, final VolumeConfig.Source source, final JsonNode v) throws ConfigException
+    {
+        // An existing file whose name holds '[' or '*' is that file, not a pattern.
+        final boolean glob = path.getFileName() != null && hasGlob(path.getFileName().toString())
+            && !Files.exists(path);
+        if (!glob && !pathText.endsWith("/") && !Files.isDirectory(path))
+        {
+            final Path parent = path.getParent();
+            if (parent != null && hasGlob(parent.toString()) && !Files.exists(parent))
+            {
+                throw fail(where + "path=\"" + pathText + "\": a glob is accepted only in the file name, not in the"
+                    + " directories above it (expected e.g. \"/srv/images/*.img\")");
+            }
+            return null;
+        }
+        final String kind = glob ? "a glob (a volume group: each matching file is a volume)"
+            : "a directory (a volume group: each file in it is a volume)";
+        final Path dir = glob ? path.getParent() : path;
+        if (dir == null || hasGlob(dir.toString()))
+        {
+            throw fail(where + "path=\"" + pathText + "\": a glob is accepted only in the file name, not in the"
+                + " directories above it (expected e.g. \"/srv/images/*.img\")");
+        }
+        if (!Files.isDirectory(dir))
+        {
+            throw fail(where + "path=\"" + pathText + "\" names " + kind + ", but " + dir + (Files.exists(dir)
+                ? " is not a directory" : " does not exist") + "; expected an existing directory (create it first)");
+        }
+        if (role != VolumeConfig.Role.PRIMARY && role != VolumeConfig.Role.STANDBY)
+        {
+            throw fail(where + "path=\"" + pathText + "\" names " + kind + " with mode = \"two-way\": a volume group"
+                + " is accepted only in one-way mode, as primary (with source = \"watch\") or standby");
+        }
+        if (role == VolumeConfig.Role.PRIMARY && source != VolumeConfig.Source.WATCH)
+        {
+            throw fail(where + "path=\"" + pathText + "\" names " + kind + ", which needs source = \"watch\" on a"
+                + " primary (this volume's source is \"" + source.configName() + "\"); a volume with source = \""
+                + source.configName() + "\" needs the path of one image file or block device");
+        }
+        if (v.has("size"))
+        {
+            throw fail(where + "size=" + v.get("size") + ": not accepted with path=\"" + pathText + "\", " + kind
+                + ": each member's size is its file's (remove size)");
+        }
+        if (v.has("nbd"))
+        {
+            throw fail(where + "nbd=" + v.get("nbd") + ": not accepted with path=\"" + pathText + "\", " + kind
+                + ": members of a volume group are not served over NBD (configure a volume per image for that)");
+        }
+        final String pattern = glob ? path.getFileName().toString() : VolumeConfig.ALL_FILES;
+        try
+        {
+            java.nio.file.FileSystems.getDefault().getPathMatcher("glob:" + pattern);
+        }
+        catch (final IllegalArgumentException e)
+        {
+            throw fail(where + "path=\"" + pathText + "\": not a usable glob (" + (e instanceof
+                java.util.regex.PatternSyntaxException ? ((java.util.regex.PatternSyntaxException)e).getDescription()
+                : e.getMessage()) + "); expected *, ?, [abc] or {a,b} in the file name");
+        }
+        return pattern;
+    }
+
+    private static boolean hasGlob(final String text)
+    {
+        return text.indexOf('*') >= 0 || text.indexOf('?') >= 0 || text.indexOf('[') >= 0 || text.indexOf('{') >= 0;
+    }
+
+    /**
+     * A member of group G is named G.FILE, so no other volume may be named so: its data-dir files, its
+     * /status entry and its handshake name would clash with a member's.
+     */
+    private void checkGroupNames(final List<VolumeConfig> volumes) throws ConfigException
+    {
+        for (final VolumeConfig g : volumes)
+        {
+            if (!g.isGroup())
+            {
+                continue;
+            }
+            for (final VolumeConfig v : volumes)
+            {
+                if (v != g && v.name().startsWith(g.name() + "."))
+                {
+                    throw fail("[[volume]].name=\"" + v.name() + "\": starts with \"" + g.name() + ".\", which names"
+                        + " the members of volume group " + g.name() + " (path=\"" + g.path() + "\"); expected a name"
+                        + " that does not start with \"" + g.name() + ".\"");
+                }
+            }
+        }
     }
 
     private List<JsonNode> arrayOfTables(final JsonNode root, final String key) throws ConfigException

@@ -2,13 +2,32 @@ package io.doppel.config;
 
 import io.doppel.pipeline.Compression;
 
+import java.nio.file.FileSystems;
 import java.nio.file.Path;
+import java.nio.file.PathMatcher;
 
-/** A {@code [[volume]]} entry: one replicated image or block device and its role on this node. */
+/**
+ * A {@code [[volume]]} entry: one replicated image or block device and its role on this node.
+ *
+ * <p>A <b>volume group</b> ({@code members} set) is an entry whose {@code path} names a directory or a glob:
+ * each image file in it is a volume of its own, a <b>member</b>, named {@code <group>.<file name>} (the
+ * separator is a dot because volume names travel in the admin endpoint's URL paths and name files in the
+ * data directory, where a slash would not fit). A member's config is the group's with its own name and
+ * path, and {@code group} naming the group it came from.
+ */
 public record VolumeConfig(String name, Path path, long size, Role role, String peer, int blockSize,
     Compression compression, long logBytes, String nbd, Ack ack, AfterSplitBrain afterSplitBrain, Source source,
-    long watchRate, long watchIntervalMillis)
+    long watchRate, long watchIntervalMillis, String members, String group)
 {
+    public VolumeConfig(final String name, final Path path, final long size, final Role role, final String peer,
+        final int blockSize, final Compression compression, final long logBytes, final String nbd, final Ack ack,
+        final AfterSplitBrain afterSplitBrain, final Source source, final long watchRate,
+        final long watchIntervalMillis)
+    {
+        this(name, path, size, role, peer, blockSize, compression, logBytes, nbd, ack, afterSplitBrain, source,
+            watchRate, watchIntervalMillis, null, null);
+    }
+
     public VolumeConfig(final String name, final Path path, final long size, final Role role, final String peer,
         final int blockSize, final Compression compression, final long logBytes, final String nbd, final Ack ack,
         final AfterSplitBrain afterSplitBrain)
@@ -134,7 +153,79 @@ public record VolumeConfig(String name, Path path, long size, Role role, String 
     public VolumeConfig withRole(final Role newRole)
     {
         return new VolumeConfig(name, path, size, newRole, peer, blockSize, compression, logBytes, nbd, ack,
-            afterSplitBrain, source, watchRate, watchIntervalMillis);
+            afterSplitBrain, source, watchRate, watchIntervalMillis, members, group);
+    }
+
+    /** The file-name pattern of a directory group: every file (hidden ones are never members). */
+    public static final String ALL_FILES = "*";
+    /**
+     * Longest member volume name: it names {@code <data-dir>/<name>.meta} and {@code .watch} files (255 bytes
+     * on Linux file systems) and travels in the handshake (at most 255 bytes), with room to spare.
+     */
+    public static final int MAX_MEMBER_NAME = 200;
+    /** What a file name must look like to become a member: the characters a volume name may hold. */
+    public static final String MEMBER_FILE_NAME = "[A-Za-z0-9][A-Za-z0-9._-]*";
+
+    /** True for a volume group: {@code path} names a directory or a glob, each matching file a member volume. */
+    public boolean isGroup()
+    {
+        return members != null;
+    }
+
+    /** The directory a group's members live in: {@code path} itself, or the directory of its glob. */
+    public Path groupDirectory()
+    {
+        return path.getFileName() != null && path.getFileName().toString().equals(members) ? path.getParent() : path;
+    }
+
+    /** Matches the file names (not paths) a group takes as members. */
+    public PathMatcher memberMatcher()
+    {
+        return FileSystems.getDefault().getPathMatcher("glob:" + members);
+    }
+
+    /**
+     * Why a file in this group's directory cannot be a member by its name, or null when it can (the pattern
+     * is checked apart: a file that does not match is simply not part of the group).
+     */
+    public String memberNameProblem(final String fileName)
+    {
+        if (!fileName.matches(MEMBER_FILE_NAME))
+        {
+            return "file name \"" + fileName + "\" is not usable in a volume name: expected letters, digits, '.', '_'"
+                + " or '-', starting with a letter or digit (hidden files are never members)";
+        }
+        if (memberName(fileName).length() > MAX_MEMBER_NAME)
+        {
+            return "volume name " + memberName(fileName) + " would be " + memberName(fileName).length()
+                + " characters; at most " + MAX_MEMBER_NAME;
+        }
+        return null;
+    }
+
+    /** The volume name of this group's member for {@code fileName}. */
+    public String memberName(final String fileName)
+    {
+        return name + "." + fileName;
+    }
+
+    /** The file name of this group's member volume {@code volumeName}, or null when it is not one of its names. */
+    public String memberFileName(final String volumeName)
+    {
+        if (!volumeName.startsWith(name + "."))
+        {
+            return null;
+        }
+        final String file = volumeName.substring(name.length() + 1);
+        return memberNameProblem(file) == null ? file : null;
+    }
+
+    /** The config of this group's member volume for {@code fileName}, {@code size} bytes (0: the file's size). */
+    public VolumeConfig member(final String fileName, final long memberSize)
+    {
+        return new VolumeConfig(memberName(fileName), groupDirectory().resolve(fileName), memberSize, role, peer,
+            blockSize, compression, logBytes, null, ack, afterSplitBrain, source, watchRate, watchIntervalMillis,
+            null, name);
     }
 
     /** Where a watched volume keeps the hashes of the blocks it last shipped. */

@@ -75,6 +75,8 @@ public final class DoppelNode implements AutoCloseable
     private final Map<String, io.doppel.twoway.TwoWayVolume> twoWays = new java.util.concurrent.ConcurrentHashMap<>();
     private final Map<String, io.doppel.replication.TwoWayLink> twoWayLinks = new java.util.concurrent.ConcurrentHashMap<>();
     private final Map<String, io.doppel.watch.FileWatcher> watchers = new java.util.concurrent.ConcurrentHashMap<>();
+    /** Volume groups (a directory or glob of images, each a member volume), in config order. */
+    private final List<io.doppel.watch.VolumeGroup> groups = new CopyOnWriteArrayList<>();
     private Transport transport;
     private EventExecutorGroup applyGroup;
     private PeerServer peerServer;
@@ -83,7 +85,8 @@ public final class DoppelNode implements AutoCloseable
     private ScheduledExecutorService flusher;
     private EventExecutorGroup nbdWorkers;
     private final List<NbdServer> nbdServers = new ArrayList<>();
-    private Metrics metrics;
+    /** Set once the node has opened its volumes; read by links that create a group's member. */
+    private volatile Metrics metrics;
     private ReloadListener reloadListener = ReloadListener.NONE;
     private boolean closing;
 
@@ -129,7 +132,14 @@ public final class DoppelNode implements AutoCloseable
         final AdminGuard guard = new AdminGuard(name, AdminToken.loadOrCreate(config.node().adminTokenFile()));
         for (final VolumeConfig vc : config.volumes())
         {
-            openVolume(vc);
+            if (vc.isGroup())
+            {
+                openGroup(vc);
+            }
+            else
+            {
+                openVolume(vc);
+            }
         }
         transport = Transport.create("doppel-io", 2);
         applyGroup = new DefaultEventExecutorGroup(Math.max(1, Math.min(4, standbys.size() + twoWays.size())),
@@ -151,8 +161,13 @@ public final class DoppelNode implements AutoCloseable
         metrics.addLinkSecurity(linkSecurity);
         admin = AdminServer.start(name, config.node().admin(), this::status, this::runVerb, metrics::scrape,
             () -> reloadFromFile().toMap(), guard);
+        for (final io.doppel.watch.VolumeGroup g : groups)
+        {
+            startGroup(g);
+        }
         Log.info(name + "/node", "ready: " + primaries.size() + " primary, " + standbys.size()
-            + " standby and " + twoWays.size() + " two-way volume(s)");
+            + " standby and " + twoWays.size() + " two-way volume(s)" + (groups.isEmpty() ? "" : ", "
+                + groups.size() + " volume group(s) (members are added as they are found)"));
     }
 
     /** How this node's peer links are secured, with its refusal counts. */
@@ -595,6 +610,207 @@ public final class DoppelNode implements AutoCloseable
             + "), metadata " + metadata.path());
     }
 
+    /**
+     * A volume group: on a standby, opens the members it already holds (so they report and can be promoted
+     * before their primary connects); on a primary, members are found once the group starts.
+     */
+    private void openGroup(final VolumeConfig vc) throws IOException
+    {
+        final String component = config.node().name() + "/" + vc.name();
+        final io.doppel.watch.VolumeGroup group = new io.doppel.watch.VolumeGroup(vc, component, new GroupHost());
+        if (vc.role() == VolumeConfig.Role.STANDBY)
+        {
+            final List<String> held;
+            try
+            {
+                held = group.heldFiles();
+            }
+            catch (final IOException e)
+            {
+                throw new IOException("volume group " + vc.name() + ": " + describe(e), e);
+            }
+            for (final String file : held)
+            {
+                openVolume(vc.member(file, 0));
+                group.memberOpened(file);
+            }
+        }
+        groups.add(group);
+        Log.info(component, "volume group " + vc.role().configName() + " on " + vc.path() + ": each "
+            + (VolumeConfig.ALL_FILES.equals(vc.members()) ? "file" : "file matching " + vc.members()) + " in "
+            + vc.groupDirectory() + " is a volume named " + vc.name() + ".FILE"
+            + (vc.role() == VolumeConfig.Role.STANDBY ? " (created when " + vc.peer() + " replicates it; "
+                + group.memberCount() + " held now)" : ""));
+    }
+
+    /** Registers a group's meters, and on a primary starts finding its members. */
+    private void startGroup(final io.doppel.watch.VolumeGroup group)
+    {
+        metrics.addGroup(group.name(), group::memberCount, group::missingCount);
+        if (group.config().role() == VolumeConfig.Role.PRIMARY)
+        {
+            group.start();
+        }
+    }
+
+    /** Undoes {@link #openGroup} for a group whose reload failed. */
+    private void closeAddedGroup(final String name)
+    {
+        for (final io.doppel.watch.VolumeGroup g : groups)
+        {
+            if (g.name().equals(name))
+            {
+                groups.remove(g);
+                g.memberFiles().forEach(file -> closeAdded(g.config().memberName(file)));
+            }
+        }
+    }
+
+    /** A reload changed a group's live settings: its members take them too. */
+    private void groupChanged(final VolumeConfig vc)
+    {
+        for (final io.doppel.watch.VolumeGroup g : groups)
+        {
+            if (g.name().equals(vc.name()))
+            {
+                g.config(vc);
+            }
+        }
+        for (final VolumeState state : states)
+        {
+            final VolumeConfig now = state.config();
+            if (vc.name().equals(now.group()))
+            {
+                state.config(vc.member(vc.memberFileName(now.name()), now.size()).withRole(now.role()));
+            }
+        }
+    }
+
+    /** Opens and starts a member volume a group found (primary); on failure leaves nothing behind. */
+    private synchronized void addMember(final VolumeConfig member) throws IOException
+    {
+        if (closing)
+        {
+            throw new IOException("the daemon is shutting down");
+        }
+        if (primaries.containsKey(member.name()) || standbys.containsKey(member.name()))
+        {
+            throw new IOException("a volume named " + member.name() + " is open already");
+        }
+        try
+        {
+            openVolume(member);
+        }
+        catch (final IOException | RuntimeException e)
+        {
+            if (states.stream().anyMatch(v -> v.config().name().equals(member.name())))
+            {
+                closeAdded(member.name()); // opened this far before it was refused
+            }
+            throw e;
+        }
+        try
+        {
+            metrics.add(stateOf(member.name()));
+            final PrimaryVolume p = primaries.get(member.name());
+            if (p != null)
+            {
+                startSender(p);
+                final io.doppel.watch.FileWatcher w = watchers.get(member.name());
+                if (w != null)
+                {
+                    w.start();
+                }
+            }
+        }
+        catch (final RuntimeException e)
+        {
+            closeAdded(member.name());
+            throw e;
+        }
+    }
+
+    /**
+     * A primary's link names a volume this standby does not have: when it is a member of one of its volume
+     * groups (G.FILE for group G, from G's peer), create it, with the size the handshake carries, in the
+     * group's directory. Null otherwise: the link is then refused as for any unknown volume.
+     */
+    private synchronized StandbyVolume standbyMember(final io.doppel.net.Hello hello)
+    {
+        final String name = hello.volume();
+        if (closing || metrics == null || standbys.containsKey(name) || primaries.containsKey(name))
+        {
+            return standbys.get(name); // null while starting: the primary tries again
+        }
+        for (final io.doppel.watch.VolumeGroup g : groups)
+        {
+            final VolumeConfig gc = g.config();
+            final String file = gc.memberFileName(name);
+            if (gc.role() != VolumeConfig.Role.STANDBY || file == null)
+            {
+                continue;
+            }
+            final String component = config.node().name() + "/" + gc.name();
+            if (!hello.node().equals(gc.peer()) || hello.role() != io.doppel.net.WireProtocol.ROLE_PRIMARY
+                || hello.size() <= 0)
+            {
+                Log.error(component, "not creating member " + name + " for node \"" + hello.node() + "\" ("
+                    + io.doppel.net.Hello.roleName(hello.role()) + ", " + hello.size() + " bytes): volume group "
+                    + gc.name() + " takes members only from primary " + gc.peer());
+                return null;
+            }
+            try
+            {
+                openVolume(gc.member(file, hello.size()));
+                metrics.add(stateOf(name));
+                g.memberOpened(file);
+                Log.info(component, "new member volume " + name + ": created " + gc.groupDirectory().resolve(file)
+                    + " (" + Units.formatBytes(hello.size()) + ") for primary " + hello.node());
+                return standbys.get(name);
+            }
+            catch (final IOException | RuntimeException e)
+            {
+                if (states.stream().anyMatch(v -> v.config().name().equals(name)))
+                {
+                    closeAdded(name);
+                }
+                Log.error(component, "cannot create member volume " + name + " in " + gc.groupDirectory() + ": "
+                    + e.getMessage());
+                return null;
+            }
+        }
+        return null;
+    }
+
+    /** What a volume group asks of this node. */
+    private final class GroupHost implements io.doppel.watch.VolumeGroup.Host
+    {
+        @Override
+        public void addMember(final VolumeConfig member) throws IOException
+        {
+            DoppelNode.this.addMember(member);
+        }
+
+        @Override
+        public boolean knows(final String name)
+        {
+            return Files.exists(config.node().dataDir().resolve(name + ".meta"));
+        }
+
+        @Override
+        public String configuredAt(final Path file)
+        {
+            for (final VolumeConfig v : config.volumes())
+            {
+                if (!v.isGroup() && v.path().toAbsolutePath().normalize().equals(file.toAbsolutePath().normalize()))
+                {
+                    return v.name();
+                }
+            }
+            return null;
+        }
+    }
+
     /** Watch mode: the shipped hashes beside the metadata, the scanner, and the up-to-date gate. */
     private void watch(final PrimaryVolume primary, final String component) throws IOException
     {
@@ -845,7 +1061,14 @@ public final class DoppelNode implements AutoCloseable
         final Map<String, VolumeConfig> live = new LinkedHashMap<>();
         for (final VolumeState v : states)
         {
-            live.put(v.config().name(), v.config());
+            if (v.config().group() == null) // members are the groups' to add; the file names the group
+            {
+                live.put(v.config().name(), v.config());
+            }
+        }
+        for (final io.doppel.watch.VolumeGroup g : groups)
+        {
+            live.put(g.name(), g.config());
         }
         final ConfigChanges changes = ConfigChanges.between(config, live, next);
         if (!changes.accepted())
@@ -859,6 +1082,12 @@ public final class DoppelNode implements AutoCloseable
         {
             for (final VolumeConfig vc : changes.added)
             {
+                if (vc.isGroup())
+                {
+                    openGroup(vc);
+                    opened.add(vc);
+                    continue;
+                }
                 openVolume(vc);
                 opened.add(vc);
                 if (vc.hasNbd())
@@ -871,7 +1100,14 @@ public final class DoppelNode implements AutoCloseable
         {
             for (final VolumeConfig vc : opened)
             {
-                closeAdded(vc.name());
+                if (vc.isGroup())
+                {
+                    closeAddedGroup(vc.name());
+                }
+                else
+                {
+                    closeAdded(vc.name());
+                }
             }
             config = previous;
             return ReloadResult.refused(List.of("cannot open the new volume(s): " + e.getMessage()));
@@ -882,11 +1118,21 @@ public final class DoppelNode implements AutoCloseable
         }
         for (final VolumeConfig vc : changes.changed)
         {
+            if (vc.isGroup())
+            {
+                groupChanged(vc);
+                continue;
+            }
             final VolumeState state = stateOf(vc.name());
             state.config(vc); // the ack level, compression and split-brain policy are read from here
         }
         for (final VolumeConfig vc : changes.added)
         {
+            if (vc.isGroup())
+            {
+                groups.stream().filter(g -> g.name().equals(vc.name())).findFirst().ifPresent(this::startGroup);
+                continue;
+            }
             final VolumeState state = stateOf(vc.name());
             metrics.add(state);
             if (twoWays.containsKey(vc.name()))
@@ -931,6 +1177,7 @@ public final class DoppelNode implements AutoCloseable
     {
         states.removeIf(v -> v.config().name().equals(name));
         nbdServers.forEach(server -> server.removeExport(name));
+        watchers.remove(name);
         final AutoCloseable v = twoWays.containsKey(name) ? twoWays.remove(name)
             : primaries.containsKey(name) ? primaries.remove(name) : standbys.remove(name);
         try
@@ -1001,7 +1248,8 @@ public final class DoppelNode implements AutoCloseable
     /** The /status document. */
     public Map<String, Object> status()
     {
-        return StatusReport.of(config.node().name(), states);
+        return StatusReport.of(config.node().name(), states,
+            groups.stream().map(io.doppel.watch.VolumeGroup::toMap).collect(Collectors.toList()));
     }
 
     public AdminServer admin()
@@ -1019,6 +1267,17 @@ public final class DoppelNode implements AutoCloseable
         if (admin != null)
         {
             admin.close();
+        }
+        for (final io.doppel.watch.VolumeGroup g : groups)
+        {
+            try
+            {
+                g.close(); // before the watchers: it may be adding a member
+            }
+            catch (final InterruptedException e)
+            {
+                Thread.currentThread().interrupt();
+            }
         }
         for (final io.doppel.watch.FileWatcher w : watchers.values())
         {
@@ -1113,6 +1372,14 @@ public final class DoppelNode implements AutoCloseable
         }
 
         @Override
+        public StandbyVolume standbyFor(final io.doppel.net.Hello hello)
+        {
+            final StandbyVolume s = standbys.get(hello.volume());
+            // Only a node with volume groups takes the node's lock for an unknown name (a demote holds it).
+            return s != null || groups.isEmpty() ? s : standbyMember(hello);
+        }
+
+        @Override
         public boolean isPrimaryHere(final String name)
         {
             return primaries.containsKey(name);
@@ -1121,11 +1388,14 @@ public final class DoppelNode implements AutoCloseable
         @Override
         public String describe()
         {
-            if (primaries.isEmpty() && standbys.isEmpty() && twoWays.isEmpty())
+            if (primaries.isEmpty() && standbys.isEmpty() && twoWays.isEmpty() && groups.isEmpty())
             {
                 return "it has no volumes";
             }
-            return "it has " + states.stream().map(v -> v.config().name() + " as " + v.config().role().configName())
+            return "it has " + java.util.stream.Stream.concat(
+                states.stream().map(v -> v.config().name() + " as " + v.config().role().configName()),
+                groups.stream().map(g -> "volume group " + g.name() + " as " + g.config().role().configName()
+                    + " (members named " + g.name() + ".FILE, from peer " + g.config().peer() + ")"))
                 .collect(Collectors.joining(", "));
         }
     }

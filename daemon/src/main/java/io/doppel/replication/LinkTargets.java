@@ -12,6 +12,15 @@ public interface LinkTargets
         return null;
     }
 
+    /**
+     * The standby volume a primary's handshake names, or null. A node may create it here (a member of a
+     * volume group, sized from the handshake); by default only volumes it has are found.
+     */
+    default StandbyVolume standbyFor(final io.doppel.net.Hello hello)
+    {
+        return standby(hello.volume());
+    }
+
     /** True when the volume exists here as primary (so a primary's link to it is a role conflict). */
     boolean isPrimaryHere(String name);
 

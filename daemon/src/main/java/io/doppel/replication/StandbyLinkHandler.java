@@ -230,7 +230,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             Log.info(component, "accepted two-way link from " + hello.node() + " at " + ctx.channel().remoteAddress());
             return;
         }
-        final StandbyVolume target = volumes.standby(hello.volume());
+        final StandbyVolume target = volumes.standbyFor(hello);
         String why = null;
         if (target == null)
         {

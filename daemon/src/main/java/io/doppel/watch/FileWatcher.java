@@ -54,6 +54,8 @@ public final class FileWatcher implements Runnable, AutoCloseable
     private volatile boolean running = true;
     private Inotify inotify;
     private int fd = -1;
+    /** The inode of the file when watching began: another one at the path is another file. */
+    private Object inode;
     /** Marked-but-not-yet-handed-over run of changed blocks, [runStart, runEnd). */
     private long runStart = -1;
     private long runEnd = -1;
@@ -214,8 +216,7 @@ public final class FileWatcher implements Runnable, AutoCloseable
         status.events.addAndGet(n);
         if (inotify.gone())
         {
-            fail(path + " was deleted or renamed away: the volume still shows the old file, which nobody writes;"
-                + " restart the daemon once the image is back in place");
+            failGone();
         }
         return n;
     }
@@ -250,6 +251,17 @@ public final class FileWatcher implements Runnable, AutoCloseable
 
     private boolean checkSameFile(final Map<String, Object> now)
     {
+        if (inode == null)
+        {
+            inode = now.get("ino");
+        }
+        else if (!inode.equals(now.get("ino")))
+        {
+            // mv new.img vm1.img: the old file stays mapped, unchanged for ever, and would look settled.
+            fail(path + " was replaced by another file (inode " + inode + " -> " + now.get("ino") + "): the volume"
+                + " still shows the old file, which nobody writes; restart the daemon to replicate the new one");
+            return false;
+        }
         final long size = ((Number)now.get("size")).longValue();
         if (size != volume.size())
         {
@@ -420,11 +432,22 @@ public final class FileWatcher implements Runnable, AutoCloseable
         {
             return Files.readAttributes(path, "unix:size,lastModifiedTime,ctime,ino");
         }
+        catch (final java.nio.file.NoSuchFileException e)
+        {
+            failGone(); // the event saying so may not have been read yet
+            return null;
+        }
         catch (final IOException | UnsupportedOperationException e)
         {
             fail(path + ": cannot stat the watched file: " + e.getMessage());
             return null;
         }
+    }
+
+    private void failGone()
+    {
+        fail(path + " was deleted or renamed away: the volume still shows the old file, which nobody writes;"
+            + " restart the daemon once the image is back in place");
     }
 
     private void fail(final String message)

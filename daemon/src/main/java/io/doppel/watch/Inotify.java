@@ -11,19 +11,24 @@ import java.nio.ByteOrder;
 import java.nio.file.Path;
 
 /**
- * Linux inotify on one image file, through JNA's libc binding: the trigger that tells the watcher the
- * file may have changed, so an idle file is never read. Events say only "something changed", not
- * where; the scan finds where. Control plane: one call per wait, not per block.
+ * Linux inotify on one image file (or a volume group's directory), through JNA's libc binding: the trigger
+ * that tells the watcher the file may have changed, so an idle file is never read. Events say only
+ * "something changed", not where; the scan finds where. Control plane: one call per wait, not per block.
  */
 public final class Inotify implements Closeable
 {
     static final int IN_MODIFY = 0x2;
     static final int IN_ATTRIB = 0x4;
     static final int IN_CLOSE_WRITE = 0x8;
+    static final int IN_MOVED_FROM = 0x40;
+    static final int IN_MOVED_TO = 0x80;
+    static final int IN_CREATE = 0x100;
+    static final int IN_DELETE = 0x200;
     static final int IN_DELETE_SELF = 0x400;
     static final int IN_MOVE_SELF = 0x800;
     static final int IN_Q_OVERFLOW = 0x4000;
     static final int IN_IGNORED = 0x8000;
+    private static final int IN_ONLYDIR = 0x1000000;
     private static final int IN_NONBLOCK = 0x800;
     private static final int IN_CLOEXEC = 0x80000;
     private static final int POLLIN = 1;
@@ -73,6 +78,21 @@ public final class Inotify implements Closeable
     /** Watches {@code file} for writes, closes after writing and attribute changes (truncate, utimes). */
     public static Inotify open(final Path file) throws IOException
     {
+        return open(file, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+    }
+
+    /**
+     * Watches a volume group's {@code directory} for files that appear (created, moved in, written and
+     * closed) or disappear (deleted, moved away); {@link #gone()} turns true when the directory itself goes.
+     */
+    public static Inotify openDirectory(final Path directory) throws IOException
+    {
+        return open(directory, IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_DELETE_SELF
+            | IN_MOVE_SELF | IN_ONLYDIR);
+    }
+
+    private static Inotify open(final Path file, final int mask) throws IOException
+    {
         if (LIBC == null)
         {
             throw new IOException("inotify: JNA could not bind libc (is java.io.tmpdir noexec?)");
@@ -89,8 +109,7 @@ public final class Inotify implements Closeable
         }
         try
         {
-            LIBC.inotify_add_watch(fd, file.toString(),
-                IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
+            LIBC.inotify_add_watch(fd, file.toString(), mask);
         }
         catch (final LastErrorException e)
         {

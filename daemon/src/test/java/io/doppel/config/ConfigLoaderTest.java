@@ -271,6 +271,77 @@ class ConfigLoaderTest
         refused(volumeWith(null, "source = \"watch\"\nwatch-interval = \"soon\""), "watch-interval=\"soon\"");
     }
 
+    /** A volume table for a group: {@code path} and {@code extra} lines, role primary unless extra says. */
+    private static String group(final String path, final String extra)
+    {
+        return NODE + PEER + String.join("\n",
+            "[[volume]]",
+            "name = \"images\"",
+            "path = \"" + path + "\"",
+            extra.contains("role") ? "" : "role = \"primary\"",
+            extra,
+            "");
+    }
+
+    @Test
+    void shouldReadDirectoriesAndGlobsAsVolumeGroups(@TempDir final Path tmp) throws Exception
+    {
+        final Path dir = Files.createDirectories(tmp.resolve("images"));
+        final VolumeConfig byDir = parse(group(dir.toString(), "source = \"watch\"")).volumes().get(0);
+        assertThat(byDir.isGroup()).isTrue();
+        assertThat(byDir.members()).isEqualTo("*");
+        assertThat(byDir.groupDirectory()).isEqualTo(dir);
+        final VolumeConfig byGlob = parse(group(dir + "/*.img", "source = \"watch\"")).volumes().get(0);
+        assertThat(byGlob.members()).isEqualTo("*.img");
+        assertThat(byGlob.groupDirectory()).isEqualTo(dir);
+        assertThat(byGlob.memberMatcher().matches(Path.of("vm1.img"))).isTrue();
+        assertThat(byGlob.memberMatcher().matches(Path.of("notes.txt"))).isFalse();
+        final VolumeConfig member = byGlob.member("vm1.img", 0);
+        assertThat(member.name()).isEqualTo("images.vm1.img");
+        assertThat(member.path()).isEqualTo(dir.resolve("vm1.img"));
+        assertThat(member.group()).isEqualTo("images");
+        assertThat(member.isGroup()).isFalse();
+        assertThat(member.watched()).isTrue();
+        assertThat(byGlob.memberFileName("images.vm1.img")).isEqualTo("vm1.img");
+        assertThat(byGlob.memberFileName("other.vm1.img")).isNull();
+        assertThat(byGlob.memberNameProblem("my disk.img")).contains("\"my disk.img\"", "letters, digits");
+        assertThat(byGlob.memberNameProblem(".hidden.img")).isNotNull();
+        assertThat(byGlob.memberNameProblem("x".repeat(VolumeConfig.MAX_MEMBER_NAME))).contains("at most 200");
+        // A standby group: a directory, whatever source says (a standby ignores it).
+        final VolumeConfig standby = parse(group(dir + "/", "role = \"standby\"")).volumes().get(0);
+        assertThat(standby.isGroup()).isTrue();
+        assertThat(standby.groupDirectory()).isEqualTo(dir);
+        // A plain file is no group, even when its name has glob characters in it.
+        final Path odd = Files.createFile(dir.resolve("vm[1].img"));
+        assertThat(parse(group(odd.toString(), "source = \"watch\"")).volumes().get(0).isGroup()).isFalse();
+        assertThat(parse(EXAMPLE).volumes().get(0).isGroup()).isFalse();
+    }
+
+    @Test
+    void shouldRefuseBadVolumeGroupsNamingPathValueAndWhatIsAccepted(@TempDir final Path tmp) throws Exception
+    {
+        final Path dir = Files.createDirectories(tmp.resolve("images"));
+        refused(group(tmp.resolve("nowhere") + "/", "source = \"watch\""), "[[volume images]].path=\"",
+            "nowhere/\" names a directory", "does not exist", "expected an existing directory");
+        refused(group(tmp.resolve("nowhere") + "/*.img", "source = \"watch\""), "names a glob", "does not exist");
+        final Path file = Files.createFile(tmp.resolve("plain"));
+        refused(group(file + "/*.img", "source = \"watch\""), "is not a directory");
+        refused(group(tmp + "/*/vm1.img", "source = \"watch\""), "glob is accepted only in the file name");
+        refused(group(dir.toString(), ""), "[[volume images]].path=\"" + dir + "\" names a directory",
+            "needs source = \"watch\" on a primary", "this volume's source is \"writes\"");
+        refused(group(dir.toString(), "source = \"watch\"\nsize = \"1GiB\""), "[[volume images]].size=\"1GiB\"",
+            "each member's size is its file's");
+        refused(group(dir.toString(), "source = \"watch\"\nnbd = \"127.0.0.1:10809\""), "[[volume images]].nbd=",
+            "not served over NBD");
+        refused(group(dir + "/[a.img", "source = \"watch\""), "not a usable glob", "expected *, ?, [abc] or {a,b}");
+        refused(NODE + PEER + String.join("\n", "[[volume]]", "name = \"images\"", "path = \"" + dir + "\"",
+            "mode = \"two-way\"", ""), "[[volume images]].path=\"" + dir + "\" names a directory",
+            "with mode = \"two-way\"", "only in one-way mode");
+        refused(group(dir.toString(), "source = \"watch\"") + String.join("\n", "[[volume]]",
+            "name = \"images.vm1.img\"", "path = \"/srv/vm1.img\"", "role = \"primary\"", ""),
+            "[[volume]].name=\"images.vm1.img\": starts with \"images.\"", "members of volume group images");
+    }
+
     @Test
     void modeKey() throws ConfigException
     {

@@ -78,6 +78,45 @@ public final class DaemonProcesses implements AutoCloseable
         }
     }
 
+    /** A daemon's whole /status document, or null when it does not answer. */
+    public JsonNode document(final int adminPort) throws InterruptedException
+    {
+        try
+        {
+            final HttpResponse<String> r = http.send(HttpRequest.newBuilder(
+                URI.create("http://127.0.0.1:" + adminPort + "/status")).timeout(Duration.ofSeconds(5)).build(),
+                HttpResponse.BodyHandlers.ofString());
+            return JSON.readTree(r.body());
+        }
+        catch (final IOException e)
+        {
+            return null; // not listening (yet)
+        }
+    }
+
+    /** Polls a daemon's whole /status until it satisfies {@code done}; returns it. */
+    public JsonNode awaitDocument(final int adminPort, final Predicate<JsonNode> done, final int seconds)
+        throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        JsonNode last = null;
+        while (System.nanoTime() < deadline)
+        {
+            final JsonNode now = document(adminPort);
+            if (now != null)
+            {
+                last = now;
+                if (done.test(now))
+                {
+                    return now;
+                }
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError("status on admin port " + adminPort + " never reached the wanted state in "
+            + seconds + " s; last: " + last + "\nlogs:\n" + logs());
+    }
+
     /** Polls a daemon's /status until its first volume satisfies {@code done}; returns that volume's JSON. */
     public JsonNode awaitStatus(final int adminPort, final Predicate<JsonNode> done, final int seconds)
         throws Exception
