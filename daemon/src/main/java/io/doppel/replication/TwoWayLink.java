@@ -432,11 +432,22 @@ public final class TwoWayLink implements AutoCloseable
             }
             state.disk(VolumeState.Disk.SYNCING);
             final int n = runLength[0];
-            for (long block = start; block < start + n; block++)
+            // One write per run: a write from this thread is a task on the event loop, and two per block cost
+            // more than the blocks (e2e-twoway: 2x the one-way time before batching).
+            final io.netty.buffer.CompositeByteBuf batch = alloc.compositeDirectBuffer(2 * RUN_BLOCKS);
+            try
             {
-                send(ch, block);
+                for (long block = start; block < start + n; block++)
+                {
+                    send(batch, block);
+                }
             }
-            ch.flush();
+            catch (final RuntimeException | Error e)
+            {
+                batch.release();
+                throw e;
+            }
+            ch.writeAndFlush(batch, ch.voidPromise());
             cursor = start + n;
             epochBlocks += n;
             if (epochBlocks >= EPOCH_BLOCKS && pendingEpoch < 0)
@@ -459,8 +470,8 @@ public final class TwoWayLink implements AutoCloseable
         }
     }
 
-    /** Block {@code block}'s vector, stamp and bytes, read together under its stripe, as VERSION + DATA/ZERO. */
-    private void send(final Channel ch, final long block)
+    /** Block {@code block}'s vector, stamp and bytes, read together under its stripe, as VERSION + DATA/ZERO into {@code batch}. */
+    private void send(final io.netty.buffer.CompositeByteBuf batch, final long block)
     {
         final long offset = block << blockShift;
         final int length = (int)Math.min(blockSize, volume.size() - offset);
@@ -490,8 +501,8 @@ public final class TwoWayLink implements AutoCloseable
         state.blocksSent.incrementAndGet();
         state.sentSeq.set(seq);
         tw.status().sentBlocks.incrementAndGet();
-        ch.write(version, ch.voidPromise());
-        ch.write(data, ch.voidPromise());
+        batch.addComponent(true, version);
+        batch.addComponent(true, data);
     }
 
     /** The link {@code ch} dropped: what it did not acknowledge is owed again. Sender thread. */
