@@ -138,7 +138,9 @@ public final class WireProtocol
     /**
      * CRC32C of {@code buf[index, index+length)}. Reads through the buffer's array or its internal NIO view
      * (no allocation per frame; {@code nioBuffer} would make two ByteBuffer objects each call), so it must
-     * run on the thread that owns {@code buf}, as every caller does.
+     * run on the thread that owns {@code buf}, as every caller does, and no other thread may use that view:
+     * the frame decoder checks frames this way on the I/O loop while the standby's apply thread still reads
+     * earlier slices of the same read buffer (which is why {@code BlockApplier} copies by address).
      */
     public static int checksum(final ByteBuf buf, final int index, final int length, final CRC32C crc)
     {

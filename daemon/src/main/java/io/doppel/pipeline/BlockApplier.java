@@ -15,7 +15,9 @@ import java.nio.ByteBuffer;
  * The standby's half of the block pipeline: decompresses a DATA frame into a scratch buffer, checks its
  * XXH3-128 against the one the primary computed, and only then writes it into the volume. A frame that
  * fails any check leaves the volume untouched and raises {@link ProtocolException}, which drops the link;
- * the primary's next compare finds the block again. One applier per link; not thread-safe. Owns a zstd
+ * the primary's next compare finds the block again. The frame is a slice of a read buffer that the I/O loop
+ * keeps decoding on another thread, so its payload is copied out by address and never read through the
+ * buffer's internal NIO view, which the decoder uses. One applier per link; not thread-safe. Owns a zstd
  * context (native memory) once it has decompressed zstd: {@link #close()} frees it.
  */
 public final class BlockApplier implements AutoCloseable
@@ -31,6 +33,13 @@ public final class BlockApplier implements AutoCloseable
     private final BlockHasher hasher = new BlockHasher();
     private final ByteBuffer scratch = ByteBuffer.allocateDirect(WireProtocol.MAX_PAYLOAD_BYTES)
         .order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    /**
+     * A compressed payload, copied out of the frame before it is decompressed. The frame is a slice of the
+     * read buffer the I/O loop is still decoding (and checksumming through that buffer's one internal NIO
+     * view) on another thread, so this thread must not read it through an NIO view it shares; a copy by
+     * address needs none, and allocates nothing.
+     */
+    private final ByteBuffer packed = ByteBuffer.allocateDirect(WireProtocol.MAX_BODY_BYTES);
 
     public BlockApplier(final Volume volume)
     {
@@ -75,7 +84,6 @@ public final class BlockApplier implements AutoCloseable
         {
             throw new ProtocolException("DATA frame: unknown codec " + codecId + " (expected 0-2)");
         }
-        final ByteBuffer in = payloadView(body, body.readerIndex(), payload);
         scratch.clear();
         if (codec == Compression.NONE)
         {
@@ -83,11 +91,17 @@ public final class BlockApplier implements AutoCloseable
             {
                 throw new ProtocolException("DATA frame: raw payload of " + payload + " bytes for length " + length);
             }
-            scratch.put(0, in, in.position(), length);
+            body.getBytes(body.readerIndex(), scratch.limit(length));
         }
         else
         {
-            final int n = decompress(codec, in, payload, length);
+            if (payload > packed.capacity())
+            {
+                throw new ProtocolException("DATA frame: compressed payload of " + payload + " bytes (expected at most "
+                    + packed.capacity() + ")");
+            }
+            body.getBytes(body.readerIndex(), packed.clear().limit(payload));
+            final int n = decompress(codec, payload, length);
             if (n != length)
             {
                 throw new ProtocolException("DATA frame at offset " + offset + ": " + codec.configName()
@@ -149,20 +163,20 @@ public final class BlockApplier implements AutoCloseable
         return lastLength;
     }
 
-    private int decompress(final Compression codec, final ByteBuffer in, final int payload, final int length)
+    /** Decompresses {@code packed[0, payload)} into {@code scratch}; returns the decompressed length. */
+    private int decompress(final Compression codec, final int payload, final int length)
     {
         try
         {
             if (codec == Compression.LZ4)
             {
-                return LZ4.decompress(in, in.position(), payload, scratch, 0, length);
+                return LZ4.decompress(packed, 0, payload, scratch, 0, length);
             }
-            final ByteBuffer src = in.isDirect() ? in : ByteBuffer.allocateDirect(payload).put(in).flip();
             if (zstd == null)
             {
                 zstd = new ZstdDecompressCtx();
             }
-            return zstd.decompressDirectByteBuffer(scratch, 0, length, src, src.position(), payload);
+            return zstd.decompressDirectByteBuffer(scratch, 0, length, packed, 0, payload);
         }
         catch (final LZ4Exception | com.github.luben.zstd.ZstdException e)
         {
@@ -179,28 +193,6 @@ public final class BlockApplier implements AutoCloseable
             zstd.close();
             zstd = null;
         }
-    }
-
-    /**
-     * A NIO view of {@code body[index, index+length)} without allocating per frame. The frame decoder emits
-     * pooled slices, and Netty's derived buffers answer {@code internalNioBuffer} with a fresh
-     * {@code nioBuffer} (two objects, ~128 B a frame); so for a direct slice the view comes from the buffer
-     * it slices, at the slice's offset into it (the difference of their memory addresses). Anything else
-     * uses the buffer's own internal view, or a merged copy when it is split over several buffers.
-     */
-    private static ByteBuffer payloadView(final ByteBuf body, final int index, final int length)
-    {
-        final ByteBuf parent = body.unwrap();
-        if (parent != null && body.hasMemoryAddress() && parent.hasMemoryAddress() && parent.nioBufferCount() == 1
-            && parent.unwrap() == null)
-        {
-            final long shift = body.memoryAddress() - parent.memoryAddress();
-            if (shift >= 0 && shift + index + length <= parent.capacity())
-            {
-                return parent.internalNioBuffer((int)shift + index, length);
-            }
-        }
-        return body.nioBufferCount() == 1 ? body.internalNioBuffer(index, length) : body.nioBuffer(index, length);
     }
 
     private void checkRange(final String what, final long offset, final long length)

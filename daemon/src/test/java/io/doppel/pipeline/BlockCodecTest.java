@@ -385,6 +385,124 @@ class BlockCodecTest
             .hasMessageContaining("snappy").hasMessageContaining("none | lz4 | zstd");
     }
 
+    /**
+     * On the standby the frame decoder runs on the I/O loop and the applier on an apply thread, and both
+     * work on one read buffer: the decoder checks the CRC of the next frames (through the buffer's internal
+     * NIO view) while the applier applies a slice decoded earlier. A frame must apply the same whatever the
+     * decoder does meanwhile; before the applier stopped borrowing the read buffer's internal view, a shifted
+     * position or limit failed the hash check or a bounds check now and then, which dropped the link and
+     * released the primary's waiting sync replies without the standby's answer.
+     */
+    @Test
+    void aSliceAppliesTheSameWhileTheDecoderReadsItsBufferOnAnotherThread() throws Exception
+    {
+        final BlockEncoder encoder = new BlockEncoder(Compression.LZ4);
+        final SplittableRandom random = new SplittableRandom(11);
+        final int frames = 32;
+        final int blockBytes = 4096;
+        final byte[][] data = new byte[frames][];
+        final int[] starts = new int[frames + 1];
+        // The read buffer as the daemon's decoder has it: not wrapped by the leak detector (these tests run it
+        // at paranoid, which wraps every buffer, and a wrapped buffer's slices take another path).
+        final io.netty.util.ResourceLeakDetector.Level level = io.netty.util.ResourceLeakDetector.getLevel();
+        io.netty.util.ResourceLeakDetector.setLevel(io.netty.util.ResourceLeakDetector.Level.DISABLED);
+        final ByteBuf read;
+        try
+        {
+            read = alloc.directBuffer(frames * (PAYLOAD_AT + blockBytes + 64));
+        }
+        finally
+        {
+            io.netty.util.ResourceLeakDetector.setLevel(level);
+        }
+        final ByteBuf[] slices = new ByteBuf[frames];
+        for (int i = 0; i < frames; i++)
+        {
+            // Raw and LZ4 payloads alternate: both the copy and the decompression read the payload view.
+            data[i] = i % 2 == 0 ? random(random, blockBytes) : text(random, blockBytes);
+            final ByteBuf frame = encoder.encode(alloc, i + 1, (long)i * blockBytes, direct(data[i], 0), 0, blockBytes);
+            starts[i] = read.writerIndex();
+            read.writeBytes(frame);
+            frame.release();
+            starts[i + 1] = read.writerIndex();
+        }
+        for (int i = 0; i < frames; i++)
+        {
+            // As FrameDecoder emits them: retained slices of the read buffer.
+            slices[i] = read.retainedSlice(starts[i], starts[i + 1] - starts[i]);
+        }
+        final java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        final java.util.concurrent.atomic.AtomicReference<String> decoderFailure = new java.util.concurrent.atomic.AtomicReference<>();
+        final Thread decoder = new Thread(() ->
+        {
+            // What FrameDecoder does with each frame of a read: check its CRC through the read buffer.
+            final CRC32C crc = new CRC32C();
+            while (!stop.get() && decoderFailure.get() == null)
+            {
+                for (int i = 0; i < frames; i++)
+                {
+                    try
+                    {
+                        final int stored = read.getInt(starts[i] + WireProtocol.LENGTH_FIELD_BYTES);
+                        final int actual = WireProtocol.checksum(read, starts[i] + WireProtocol.TYPE_OFFSET,
+                            starts[i + 1] - starts[i] - WireProtocol.TYPE_OFFSET, crc);
+                        if (stored != actual)
+                        {
+                            decoderFailure.compareAndSet(null, "frame " + i + ": checksum mismatch (stored 0x"
+                                + Integer.toHexString(stored) + ", computed 0x" + Integer.toHexString(actual) + ")");
+                        }
+                    }
+                    catch (final RuntimeException e)
+                    {
+                        decoderFailure.compareAndSet(null, "frame " + i + ": " + e);
+                    }
+                }
+            }
+        }, "decoder");
+        decoder.start();
+        int applied = 0;
+        RuntimeException failure = null;
+        try
+        {
+            final long deadline = System.nanoTime() + 2_000_000_000L;
+            while (failure == null && decoderFailure.get() == null && System.nanoTime() < deadline)
+            {
+                for (int i = 0; i < frames && failure == null; i++)
+                {
+                    slices[i].readerIndex(WireProtocol.HEADER_BYTES);
+                    try
+                    {
+                        assertThat(applier.applyData(slices[i])).isEqualTo(i + 1);
+                        applied++;
+                    }
+                    catch (final RuntimeException e)
+                    {
+                        failure = e;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            stop.set(true);
+            decoder.join();
+            for (final ByteBuf s : slices)
+            {
+                s.release();
+            }
+            read.release();
+        }
+        assertThat(failure).as("applying frame %d (after %d good applies) while the decoder read the same buffer",
+            applied % frames, applied).isNull();
+        assertThat(decoderFailure.get()).as("the decoder's checks while the applier read the same buffer (%d applies)",
+            applied).isNull();
+        assertThat(applied).as("frames applied").isGreaterThan(frames);
+        for (int i = 0; i < frames; i++)
+        {
+            assertVolumeHolds((long)i * blockBytes, data[i]);
+        }
+    }
+
     // ------------------------------------------------------------------ helpers
 
     /** Sends the frame through a FrameDecoder and applies what comes out; returns the seq. Releases everything. */
