@@ -60,7 +60,7 @@ import java.util.zip.CRC32C;
  */
 public final class TwoWayLink implements AutoCloseable
 {
-    /** Blocks claimed from the dirty map at a time. */
+    /** Blocks claimed from the dirty map, and sent as one VERSION + DATA pair, at a time (at most 1 MiB). */
     private static final int RUN_BLOCKS = 64;
     /** Blocks sent in one dirty-map epoch before it is switched and settled by an acknowledgement. */
     private static final int EPOCH_BLOCKS = 1024;
@@ -68,7 +68,8 @@ public final class TwoWayLink implements AutoCloseable
     private static final long MAX_UNACKED_BYTES = 64L << 20;
     /** How long a receiver gathers applied blocks before it forces them to disk and says so (FLUSHED). */
     private static final long FLUSH_DELAY_MS = 200;
-    private static final int VERSION_FIXED_BYTES = 8 + 8 + 4;
+    /** VERSION body: offset u64, count u16, slots u8, reserved u8; then per block a stamp u64 and a vector. */
+    private static final int VERSION_FIXED_BYTES = 8 + 2 + 1 + 1;
 
     private final TwoWayVolume tw;
     private final NodeConfig node;
@@ -88,10 +89,14 @@ public final class TwoWayLink implements AutoCloseable
     private final ByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
     private final int[] vector;
     private final int[] runLength = new int[1];
+    /** Blocks per run: {@link #RUN_BLOCKS}, fewer when blocks are large (one DATA frame holds at most 1 MiB). */
+    private final int runBlocks;
+    /** Bytes of each volume window: a run never crosses one (the encoder reads one window). */
+    private final long windowBytes;
     private final int blockSize;
     private final int blockShift;
     private final long blocks;
-    private final long maxUnackedBlocks;
+    private final long maxUnackedFrames;
     private final Thread thread;
     private volatile boolean running = true;
     private volatile Channel accepted;
@@ -130,7 +135,9 @@ public final class TwoWayLink implements AutoCloseable
         this.blockSize = tw.config().blockSize();
         this.blockShift = Integer.numberOfTrailingZeros(blockSize);
         this.blocks = versions.blocks();
-        this.maxUnackedBlocks = Math.max(64, MAX_UNACKED_BYTES / blockSize);
+        this.runBlocks = Math.max(1, Math.min(RUN_BLOCKS, WireProtocol.MAX_PAYLOAD_BYTES / blockSize));
+        this.maxUnackedFrames = Math.max(16, MAX_UNACKED_BYTES / ((long)runBlocks * blockSize));
+        this.windowBytes = volume.windowFor(0).capacity();
         this.thread = new FastThreadLocalThread(this::run, "doppel-twoway-" + tw.name());
         this.thread.setDaemon(true);
         tw.onWrite(this::wake);
@@ -401,13 +408,14 @@ public final class TwoWayLink implements AutoCloseable
                 dirty.settleEpoch(pendingEpoch);
                 pendingEpoch = -1;
             }
-            if (seq - ackedSeq >= maxUnackedBlocks || !ch.isWritable())
+            if (seq - ackedSeq >= maxUnackedFrames || !ch.isWritable())
             {
                 state.linkStalls.incrementAndGet();
                 pause(1);
                 continue;
             }
-            final long start = dirty.claimRun(cursor, blocks, RUN_BLOCKS, runLength);
+            final long next = dirty.nextDirty(cursor);
+            final long start = next < 0 ? -1 : dirty.claimRun(next, windowEnd(next), runBlocks, runLength);
             if (start < 0)
             {
                 if (cursor > 0)
@@ -432,22 +440,7 @@ public final class TwoWayLink implements AutoCloseable
             }
             state.disk(VolumeState.Disk.SYNCING);
             final int n = runLength[0];
-            // One write per run: a write from this thread is a task on the event loop, and two per block cost
-            // more than the blocks (e2e-twoway: 2x the one-way time before batching).
-            final io.netty.buffer.CompositeByteBuf batch = alloc.compositeDirectBuffer(2 * RUN_BLOCKS);
-            try
-            {
-                for (long block = start; block < start + n; block++)
-                {
-                    send(batch, block);
-                }
-            }
-            catch (final RuntimeException | Error e)
-            {
-                batch.release();
-                throw e;
-            }
-            ch.writeAndFlush(batch, ch.voidPromise());
+            send(ch, start, n);
             cursor = start + n;
             epochBlocks += n;
             if (epochBlocks >= EPOCH_BLOCKS && pendingEpoch < 0)
@@ -470,39 +463,61 @@ public final class TwoWayLink implements AutoCloseable
         }
     }
 
-    /** Block {@code block}'s vector, stamp and bytes, read together under its stripe, as VERSION + DATA/ZERO into {@code batch}. */
-    private void send(final io.netty.buffer.CompositeByteBuf batch, final long block)
+    /** The block after the last one of the volume window holding {@code block}: runs stop there. */
+    private long windowEnd(final long block)
     {
         final long offset = block << blockShift;
-        final int length = (int)Math.min(blockSize, volume.size() - offset);
-        final ByteBuf version = alloc.directBuffer(WireProtocol.HEADER_BYTES + VERSION_FIXED_BYTES + 4 * vector.length);
+        return Math.min(blocks, ((offset / windowBytes + 1) * windowBytes) >>> blockShift);
+    }
+
+    /**
+     * Blocks {@code [first, first + n)}: their vectors, stamps and bytes, read together under their stripes, as
+     * one VERSION frame and one DATA or ZERO frame, written to the link at once (a write from this thread is a
+     * task on the event loop; per block, those cost more than the blocks).
+     */
+    private void send(final Channel ch, final long first, final int n)
+    {
+        final long offset = first << blockShift;
+        final int length = (int)Math.min((long)n * blockSize, volume.size() - offset);
+        final ByteBuf version = alloc.directBuffer(WireProtocol.HEADER_BYTES + VERSION_FIXED_BYTES
+            + n * (8 + 4 * vector.length));
         final ByteBuf data;
-        tw.lock(block);
+        tw.lockBlocks(first, first + n);
         try
         {
-            final long stamp = versions.read(block, vector);
             final int begin = WireProtocol.beginFrame(version, WireProtocol.TYPE_VERSION);
             version.writeLong(offset);
-            version.writeLong(stamp);
+            version.writeShort(n);
             version.writeByte(vector.length);
-            version.writeZero(3);
-            for (final int v : vector)
+            version.writeZero(1);
+            for (long block = first; block < first + n; block++)
             {
-                version.writeInt(v);
+                version.writeLong(versions.read(block, vector));
+                for (final int v : vector)
+                {
+                    version.writeInt(v);
+                }
             }
             WireProtocol.endFrame(version, begin, crc);
             data = encoder.encode(alloc, ++seq, offset, volume.windowFor(offset), volume.indexInWindow(offset), length);
         }
+        catch (final RuntimeException | Error e)
+        {
+            version.release();
+            throw e;
+        }
         finally
         {
-            tw.unlock(block);
+            tw.unlockBlocks(first, first + n);
         }
         state.bytesSent.addAndGet(version.readableBytes() + data.readableBytes());
-        state.blocksSent.incrementAndGet();
+        state.blocksSent.addAndGet(n);
         state.sentSeq.set(seq);
-        tw.status().sentBlocks.incrementAndGet();
-        batch.addComponent(true, version);
-        batch.addComponent(true, data);
+        tw.status().sentBlocks.addAndGet(n);
+        final io.netty.buffer.CompositeByteBuf pair = alloc.compositeDirectBuffer(2);
+        pair.addComponent(true, version);
+        pair.addComponent(true, data);
+        ch.writeAndFlush(pair, ch.voidPromise());
     }
 
     /** The link {@code ch} dropped: what it did not acknowledge is owed again. Sender thread. */
@@ -567,6 +582,10 @@ public final class TwoWayLink implements AutoCloseable
         private final CRC32C crc = new CRC32C();
         private final BlockApplier applier = new BlockApplier(volume);
         private final int[] incoming = new int[vector.length];
+        /** The VERSION frame's entries: per block a stamp, and its vector at {@code slots * i}. */
+        private final long[] stamps = new long[WireProtocol.MAX_PAYLOAD_BYTES / blockSize + 1];
+        private final int[] vectors = new int[stamps.length * vector.length];
+        private int versionCount;
         private final ByteBuffer zeros = ByteBuffer.allocateDirect(blockSize);
         private boolean hasVersion;
         private long versionOffset;
@@ -596,18 +615,12 @@ public final class TwoWayLink implements AutoCloseable
                     break;
                 case WireProtocol.TYPE_DATA:
                     requireVersion(type);
-                    final ByteBuffer bytes = applier.decodeData(frame);
-                    apply(bytes);
+                    apply(applier.decodeData(frame), false);
                     break;
                 case WireProtocol.TYPE_ZERO:
                     requireVersion(type);
                     applier.decodeZero(frame);
-                    if (applier.lastLength() > blockSize)
-                    {
-                        throw new ProtocolException("ZERO frame of " + applier.lastLength() + " bytes on a two-way link"
-                            + " (expected one block, at most " + blockSize + ")");
-                    }
-                    apply(zeros.clear().limit((int)applier.lastLength()));
+                    apply(null, true);
                     break;
                 case WireProtocol.TYPE_ACK:
                     WireProtocol.requireBody(frame, 8, type);
@@ -646,48 +659,69 @@ public final class TwoWayLink implements AutoCloseable
             }
             WireProtocol.requireBody(frame, VERSION_FIXED_BYTES, WireProtocol.TYPE_VERSION);
             versionOffset = frame.readLong();
-            versionStamp = frame.readLong();
+            final int count = frame.readUnsignedShort();
             final int slots = frame.readUnsignedByte();
-            frame.skipBytes(3);
+            frame.skipBytes(1);
             if (slots != incoming.length)
             {
                 throw new ProtocolException("VERSION frame with " + slots + " node slot(s) (expected " + incoming.length
                     + ": this volume's nodes are " + versions.nodes() + ")");
-            }
-            WireProtocol.requireBody(frame, 4 * slots, WireProtocol.TYPE_VERSION);
-            for (int i = 0; i < slots; i++)
-            {
-                incoming[i] = frame.readInt();
             }
             if (versionOffset < 0 || versionOffset >= volume.size() || (versionOffset & (blockSize - 1)) != 0)
             {
                 throw new ProtocolException("VERSION frame for offset " + versionOffset + " (expected a multiple of "
                     + blockSize + " below " + volume.size() + ")");
             }
+            final long left = (volume.size() - versionOffset + blockSize - 1) >>> blockShift;
+            if (count < 1 || count > stamps.length - 1 || count > left)
+            {
+                throw new ProtocolException("VERSION frame for " + count + " block(s) at offset " + versionOffset
+                    + " (expected 1-" + Math.min(stamps.length - 1, left) + ")");
+            }
+            WireProtocol.requireBody(frame, count * (8 + 4 * slots), WireProtocol.TYPE_VERSION);
+            for (int i = 0; i < count; i++)
+            {
+                stamps[i] = frame.readLong();
+                for (int k = 0; k < slots; k++)
+                {
+                    vectors[i * slots + k] = frame.readInt();
+                }
+            }
+            versionCount = count;
             hasVersion = true;
         }
 
-        private void apply(final ByteBuffer bytes)
+        /** Resolves and writes each block of the run the VERSION frame announced; {@code bytes} holds them all. */
+        private void apply(final ByteBuffer bytes, final boolean zero)
         {
-            final long expected = Math.min(blockSize, volume.size() - versionOffset);
-            if (applier.lastOffset() != versionOffset || bytes.remaining() != expected)
+            final long expected = Math.min((long)versionCount * blockSize, volume.size() - versionOffset);
+            final long length = zero ? applier.lastLength() : bytes.remaining();
+            if (applier.lastOffset() != versionOffset || length != expected)
             {
-                throw new ProtocolException("block at offset " + applier.lastOffset() + ", " + bytes.remaining()
-                    + " bytes, after a VERSION frame for offset " + versionOffset + " (expected the same offset and "
-                    + expected + " bytes)");
+                throw new ProtocolException("block run at offset " + applier.lastOffset() + ", " + length
+                    + " bytes, after a VERSION frame for " + versionCount + " block(s) at offset " + versionOffset
+                    + " (expected the same offset and " + expected + " bytes)");
             }
-            final BlockResolver.Outcome outcome = tw.applyRemote(versionOffset >>> blockShift, versionOffset, incoming,
-                versionStamp, bytes);
-            if (outcome == BlockResolver.Outcome.CONFLICT_APPLY || outcome == BlockResolver.Outcome.CONFLICT_KEEP)
+            final int slots = incoming.length;
+            for (int i = 0; i < versionCount; i++)
             {
-                Log.warn(component, "conflict at offset " + versionOffset + ": both nodes wrote the block concurrently;"
-                    + " the " + (outcome == BlockResolver.Outcome.CONFLICT_APPLY ? "peer's" : "local") + " write is later"
-                    + " and wins, the other is in " + tw.conflictLog());
+                final long offset = versionOffset + (long)i * blockSize;
+                final int n = (int)Math.min(blockSize, volume.size() - offset);
+                System.arraycopy(vectors, i * slots, incoming, 0, slots);
+                final ByteBuffer block = zero ? zeros.clear().limit(n) : bytes.limit(i * blockSize + n).position(i * blockSize);
+                final BlockResolver.Outcome outcome = tw.applyRemote(offset >>> blockShift, offset, incoming, stamps[i],
+                    block);
+                if (outcome == BlockResolver.Outcome.CONFLICT_APPLY || outcome == BlockResolver.Outcome.CONFLICT_KEEP)
+                {
+                    Log.warn(component, "conflict at offset " + offset + ": both nodes wrote the block concurrently; the "
+                        + (outcome == BlockResolver.Outcome.CONFLICT_APPLY ? "peer's" : "local") + " write is later and"
+                        + " wins, the other is in " + tw.conflictLog());
+                }
             }
             hasVersion = false;
             appliedSeq = applier.lastSeq();
-            state.blocksReceived.incrementAndGet();
-            tw.status().receivedBlocks.incrementAndGet();
+            state.blocksReceived.addAndGet(versionCount);
+            tw.status().receivedBlocks.addAndGet(versionCount);
         }
 
         /**

@@ -153,7 +153,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
      * multi-block holder uses, so two writers never wait for each other in a cycle; single-block holders
      * (the sender, the applier) cannot close one.
      */
-    private void lockRange(final long from, final long to)
+    public void lockBlocks(final long from, final long to)
     {
         final int n = (int)(to - from);
         final int first = (int)(from & (STRIPES - 1));
@@ -175,7 +175,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
         }
     }
 
-    private void unlockRange(final long from, final long to)
+    public void unlockBlocks(final long from, final long to)
     {
         for (long b = from; b < to; b++)
         {
@@ -227,7 +227,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
                 final long to = Math.min(from + STRIPES, ((end - 1) >>> blockShift) + 1);
                 final long chunkEnd = Math.min(end, to << blockShift);
                 src.limit(src.position() + (int)(chunkEnd - pos));
-                lockRange(from, to);
+                lockBlocks(from, to);
                 try
                 {
                     volume.write(pos, src);
@@ -235,7 +235,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
                 }
                 finally
                 {
-                    unlockRange(from, to);
+                    unlockBlocks(from, to);
                 }
                 src.limit(limit);
                 pos = chunkEnd;
@@ -272,7 +272,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
                 final long from = pos >>> blockShift;
                 final long to = Math.min(from + STRIPES, ((end - 1) >>> blockShift) + 1);
                 final long chunkEnd = Math.min(end, to << blockShift);
-                lockRange(from, to);
+                lockBlocks(from, to);
                 try
                 {
                     volume.writeZeros(pos, chunkEnd - pos);
@@ -280,7 +280,7 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
                 }
                 finally
                 {
-                    unlockRange(from, to);
+                    unlockBlocks(from, to);
                 }
                 pos = chunkEnd;
             }
