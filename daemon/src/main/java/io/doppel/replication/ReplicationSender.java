@@ -5,11 +5,8 @@ import io.doppel.config.NodeConfig;
 import io.doppel.config.PeerConfig;
 import io.doppel.config.VolumeConfig;
 import io.doppel.log.Log;
-import io.doppel.net.FrameDecoder;
-import io.doppel.net.Heartbeat;
 import io.doppel.net.Hello;
 import io.doppel.net.LinkSecurity;
-import io.doppel.net.PskAuth;
 import io.doppel.net.ProtocolException;
 import io.doppel.net.Transport;
 import io.doppel.net.WireProtocol;
@@ -21,17 +18,11 @@ import io.doppel.storage.DirtyMap;
 import io.doppel.storage.Volume;
 import io.doppel.storage.MetadataFile;
 import io.doppel.storage.ZeroBlocks;
-import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
 import io.netty.buffer.CompositeByteBuf;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
-import io.netty.channel.ChannelFuture;
-import io.netty.channel.ChannelInitializer;
-import io.netty.channel.ChannelOption;
-import io.netty.channel.WriteBufferWaterMark;
-import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.FastThreadLocalThread;
 
 import java.nio.ByteBuffer;
@@ -308,36 +299,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
     private void connect() throws LinkDownException, InterruptedException
     {
         link = new PrimaryLinkHandler(component, state, acks, node.heartbeatTimeoutMillis());
-        final Bootstrap b = new Bootstrap()
-            .group(transport.group())
-            .channel(transport.socketClass())
-            .option(ChannelOption.TCP_NODELAY, true)
-            .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 5_000)
-            .option(ChannelOption.WRITE_BUFFER_WATER_MARK, new WriteBufferWaterMark(1 << 20, 4 << 20))
-            .handler(new ChannelInitializer<Channel>()
-            {
-                @Override
-                protected void initChannel(final Channel ch)
-                {
-                    if (tls != null)
-                    {
-                        ch.pipeline().addLast("tls", tls.newHandler(ch.alloc(), peer.address().getHostString(),
-                            peer.address().getPort()));
-                    }
-                    ch.pipeline().addLast(
-                        new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
-                        new Heartbeat(node.heartbeatIntervalMillis()),
-                        new FrameDecoder(),
-                        link);
-                }
-            });
-        final ChannelFuture f = b.connect(Transport.resolve(peer.address()));
-        f.await();
-        if (!f.isSuccess())
-        {
-            throw new LinkDownException("cannot connect: " + f.cause().getMessage());
-        }
-        channel = f.channel();
+        channel = LinkDialer.connect(transport, node, peer, tls, null, link);
     }
 
     /** See {@link LinkAuthClient}: TLS handshake done and checked, then the pre-shared-key exchange. */

@@ -220,10 +220,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
                     + " (" + volumes.describe() + ")";
             if (why != null)
             {
-                Log.error(component, "refused link from " + ctx.channel().remoteAddress() + ": " + why);
-                final ByteBuf reject = ctx.alloc().buffer();
-                Hello.encodeReject(reject, why, crc);
-                ctx.writeAndFlush(reject).addListener(ChannelFutureListener.CLOSE);
+                refuse(ctx, why);
                 return;
             }
             twoWay = twoWayTarget.accept(ctx, hello);
@@ -245,10 +242,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         }
         if (why != null)
         {
-            Log.error(component, "refused link from " + ctx.channel().remoteAddress() + ": " + why);
-            final ByteBuf reject = ctx.alloc().buffer();
-            Hello.encodeReject(reject, why, crc);
-            ctx.writeAndFlush(reject).addListener(ChannelFutureListener.CLOSE);
+            refuse(ctx, why);
             return;
         }
         standby = target;
@@ -268,6 +262,15 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             .encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
         ctx.writeAndFlush(ok);
         Log.info(component, "accepted link from primary " + hello.node() + " at " + ctx.channel().remoteAddress());
+    }
+
+    /** Answers a HELLO with REJECT naming {@code why}, logs it, and closes the link. */
+    private void refuse(final ChannelHandlerContext ctx, final String why)
+    {
+        Log.error(component, "refused link from " + ctx.channel().remoteAddress() + ": " + why);
+        final ByteBuf reject = ctx.alloc().buffer();
+        Hello.encodeReject(reject, why, crc);
+        ctx.writeAndFlush(reject).addListener(ChannelFutureListener.CLOSE);
     }
 
     private long blocks(final long bytes)

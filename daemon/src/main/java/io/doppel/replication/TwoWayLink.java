@@ -3,8 +3,6 @@ package io.doppel.replication;
 import io.doppel.config.NodeConfig;
 import io.doppel.config.PeerConfig;
 import io.doppel.log.Log;
-import io.doppel.net.FrameDecoder;
-import io.doppel.net.Heartbeat;
 import io.doppel.net.Hello;
 import io.doppel.net.LinkSecurity;
 import io.doppel.net.ProtocolException;
@@ -19,22 +17,16 @@ import io.doppel.storage.Volume;
 import io.doppel.twoway.BlockResolver;
 import io.doppel.twoway.TwoWayVolume;
 import io.doppel.twoway.VersionVectorFile;
-import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.ByteBufAllocator;
 import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
-import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.channel.ChannelInitializer;
-import io.netty.channel.ChannelOption;
-import io.netty.channel.WriteBufferWaterMark;
 import io.netty.handler.codec.DecoderException;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.timeout.IdleState;
 import io.netty.handler.timeout.IdleStateEvent;
-import io.netty.handler.timeout.IdleStateHandler;
 import io.netty.util.concurrent.EventExecutorGroup;
 import io.netty.util.concurrent.FastThreadLocalThread;
 
@@ -265,37 +257,7 @@ public final class TwoWayLink implements AutoCloseable
     private Channel dial() throws LinkDownException, PeerRejectedException, InterruptedException
     {
         final ClientHandler handler = new ClientHandler();
-        final Bootstrap b = new Bootstrap()
-            .group(transport.group())
-            .channel(transport.socketClass())
-            .option(ChannelOption.TCP_NODELAY, true)
-            .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, 5_000)
-            .option(ChannelOption.WRITE_BUFFER_WATER_MARK, new WriteBufferWaterMark(1 << 20, 4 << 20))
-            .handler(new ChannelInitializer<Channel>()
-            {
-                @Override
-                protected void initChannel(final Channel ch)
-                {
-                    if (tls != null)
-                    {
-                        ch.pipeline().addLast("tls", tls.newHandler(ch.alloc(), peer.address().getHostString(),
-                            peer.address().getPort()));
-                    }
-                    ch.pipeline().addLast(
-                        new IdleStateHandler(node.heartbeatTimeoutMillis(), 0, 0, TimeUnit.MILLISECONDS),
-                        new Heartbeat(node.heartbeatIntervalMillis()),
-                        new FrameDecoder());
-                    ch.pipeline().addLast(applyGroup, "apply", handler);
-                }
-            });
-        final ChannelFuture f = b.connect(Transport.resolve(peer.address()));
-        f.await();
-        if (!f.isSuccess())
-        {
-            throw new LinkDownException("cannot connect to " + peer.address().getHostString() + ":"
-                + peer.address().getPort() + ": " + f.cause().getMessage());
-        }
-        final Channel ch = f.channel();
+        final Channel ch = LinkDialer.connect(transport, node, peer, tls, applyGroup, handler);
         try
         {
             LinkAuthClient.authenticate(ch, tls != null, node, peer, security, handler::awaitAuthReply, crc);

@@ -214,9 +214,40 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
     @Override
     public long write(final long offset, final ByteBuffer src)
     {
-        final int length = src.remaining();
-        volume.checkRange(offset, length);
         final int limit = src.limit();
+        try
+        {
+            inRuns(offset, src.remaining(), (pos, length) ->
+            {
+                src.limit(src.position() + (int)length);
+                volume.write(pos, src);
+            });
+        }
+        finally
+        {
+            src.limit(limit);
+        }
+        return 1;
+    }
+
+    @Override
+    public long writeZeroes(final long offset, final long length, final boolean mayTrim)
+    {
+        inRuns(offset, length, volume::writeZeros);
+        return 1;
+    }
+
+    /** How a run of a local write changes the image. */
+    @FunctionalInterface
+    private interface Store
+    {
+        void store(long offset, long length);
+    }
+
+    /** Calls {@code store} for each run of {@code [offset, offset + length)}, under the run's locks; then bumps and marks. */
+    private void inRuns(final long offset, final long length, final Store store)
+    {
+        volume.checkRange(offset, length);
         final long end = offset + length;
         long pos = offset;
         try
@@ -225,28 +256,24 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
             {
                 final long from = pos >>> blockShift;
                 final long to = Math.min(from + STRIPES, ((end - 1) >>> blockShift) + 1);
-                final long chunkEnd = Math.min(end, to << blockShift);
-                src.limit(src.position() + (int)(chunkEnd - pos));
+                final long runEnd = Math.min(end, to << blockShift);
                 lockBlocks(from, to);
                 try
                 {
-                    volume.write(pos, src);
+                    store.store(pos, runEnd - pos);
                     bumpAndMark(from, to);
                 }
                 finally
                 {
                     unlockBlocks(from, to);
                 }
-                src.limit(limit);
-                pos = chunkEnd;
+                pos = runEnd;
             }
         }
         finally
         {
-            src.limit(limit);
             wake.run();
         }
-        return 1;
     }
 
     private void bumpAndMark(final long from, final long to)
@@ -257,39 +284,6 @@ public final class TwoWayVolume implements NbdExport, AutoCloseable
             dirty.mark(block);
         }
         status.localBlockWrites.addAndGet(to - from);
-    }
-
-    @Override
-    public long writeZeroes(final long offset, final long length, final boolean mayTrim)
-    {
-        volume.checkRange(offset, length);
-        final long end = offset + length;
-        long pos = offset;
-        try
-        {
-            while (pos < end)
-            {
-                final long from = pos >>> blockShift;
-                final long to = Math.min(from + STRIPES, ((end - 1) >>> blockShift) + 1);
-                final long chunkEnd = Math.min(end, to << blockShift);
-                lockBlocks(from, to);
-                try
-                {
-                    volume.writeZeros(pos, chunkEnd - pos);
-                    bumpAndMark(from, to);
-                }
-                finally
-                {
-                    unlockBlocks(from, to);
-                }
-                pos = chunkEnd;
-            }
-        }
-        finally
-        {
-            wake.run();
-        }
-        return 1;
     }
 
     /** Acknowledged once local: FUA waits for local stable storage only. */

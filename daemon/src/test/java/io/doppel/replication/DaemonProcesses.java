@@ -121,23 +121,7 @@ public final class DaemonProcesses implements AutoCloseable
     public JsonNode awaitStatus(final int adminPort, final Predicate<JsonNode> done, final int seconds)
         throws Exception
     {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        JsonNode last = null;
-        while (System.nanoTime() < deadline)
-        {
-            final JsonNode now = status(adminPort);
-            if (now != null)
-            {
-                last = now;
-                if (done.test(now))
-                {
-                    return now;
-                }
-            }
-            Thread.sleep(100);
-        }
-        throw new AssertionError("status on admin port " + adminPort + " never reached the wanted state in "
-            + seconds + " s; last: " + last + "\nlogs:\n" + logs());
+        return awaitDocument(adminPort, d -> done.test(d.path("volumes").path(0)), seconds).path("volumes").path(0);
     }
 
     /** Streaming, up to date, nothing dirty or in flight: the primary's view of a standby in sync. */
