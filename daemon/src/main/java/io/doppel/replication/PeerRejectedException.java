@@ -18,4 +18,13 @@ final class PeerRejectedException extends Exception
         super(message);
         this.auth = auth;
     }
+
+    /** Counts an authentication refusal in the node's link-security meters (by whom: the peer, or this side). */
+    void countIn(final io.doppel.net.LinkSecurity security)
+    {
+        if (auth)
+        {
+            security.failed(getMessage().startsWith("refused by peer") ? "refused-by-peer" : "psk");
+        }
+    }
 }

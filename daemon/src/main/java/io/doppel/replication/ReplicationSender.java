@@ -235,10 +235,7 @@ public final class ReplicationSender implements Runnable, AutoCloseable
             }
             catch (final PeerRejectedException e)
             {
-                if (e.auth)
-                {
-                    security.failed(e.getMessage().startsWith("refused by peer") ? "refused-by-peer" : "psk");
-                }
+                e.countIn(security);
                 // Config must change on one side; retry slowly, without growing the link backoff.
                 lastProblem = report(e.getMessage(), lastProblem, true);
                 wait = REJECTED_BACKOFF_MS;

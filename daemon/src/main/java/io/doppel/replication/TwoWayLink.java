@@ -195,10 +195,7 @@ public final class TwoWayLink implements AutoCloseable
                 }
                 catch (final PeerRejectedException e)
                 {
-                    if (e.auth)
-                    {
-                        security.failed(e.getMessage().startsWith("refused by peer") ? "refused-by-peer" : "psk");
-                    }
+                    e.countIn(security);
                     lastProblem = report(e.getMessage(), lastProblem, true);
                     wait = ReplicationSender.REJECTED_BACKOFF_MS;
                 }
