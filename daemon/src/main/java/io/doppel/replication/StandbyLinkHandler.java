@@ -213,11 +213,7 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
         final TwoWayLink twoWayTarget = volumes.twoWay(hello.volume());
         if (twoWayTarget != null || hello.role() == WireProtocol.ROLE_TWO_WAY)
         {
-            final String why = twoWayTarget != null ? twoWayTarget.refusal(hello) : volumes.standby(hello.volume()) != null
-                || volumes.isPrimaryHere(hello.volume()) ? hello.mismatch(nodeName, hello.node(), volumes.isPrimaryHere(hello.volume())
-                    ? WireProtocol.ROLE_PRIMARY : WireProtocol.ROLE_STANDBY,
-                    hello.size(), hello.blockSize()) : "no volume named \"" + hello.volume() + "\" on node " + nodeName
-                    + " (" + volumes.describe() + ")";
+            final String why = twoWayRefusal(hello, twoWayTarget);
             if (why != null)
             {
                 refuse(ctx, why);
@@ -262,6 +258,22 @@ final class StandbyLinkHandler extends ChannelInboundHandlerAdapter
             .encode(ok, WireProtocol.TYPE_HELLO_OK, crc);
         ctx.writeAndFlush(ok);
         Log.info(component, "accepted link from primary " + hello.node() + " at " + ctx.channel().remoteAddress());
+    }
+
+    /** Why a HELLO of, or for, a two-way volume cannot attach here (null: it can attach to {@code target}). */
+    private String twoWayRefusal(final Hello hello, final TwoWayLink target)
+    {
+        if (target != null)
+        {
+            return target.refusal(hello);
+        }
+        if (volumes.isPrimaryHere(hello.volume()) || volumes.standby(hello.volume()) != null)
+        {
+            // one-way here: the mismatch names both modes
+            return hello.mismatch(nodeName, hello.node(), volumes.isPrimaryHere(hello.volume()) ? WireProtocol.ROLE_PRIMARY
+                : WireProtocol.ROLE_STANDBY, hello.size(), hello.blockSize());
+        }
+        return "no volume named \"" + hello.volume() + "\" on node " + nodeName + " (" + volumes.describe() + ")";
     }
 
     /** Answers a HELLO with REJECT naming {@code why}, logs it, and closes the link. */

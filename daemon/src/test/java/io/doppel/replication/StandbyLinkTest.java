@@ -66,6 +66,15 @@ class StandbyLinkTest
     }
 
     @Test
+    void aTwoWayHelloForAOneWayVolumeIsRefusedNamingBothModes() throws Exception
+    {
+        final Hello hello = new Hello(WireProtocol.MAGIC, WireProtocol.VERSION_TWO_WAY, WireProtocol.VERSION_MAX,
+            WireProtocol.ROLE_TWO_WAY, SIZE, 4096, "alpha", "beta", "vm1");
+        assertThat(handshake(hello)).isEqualTo("volume vm1: peer \"alpha\" has it as two-way, this node as standby"
+            + " (mode = \"two-way\" must be set on both nodes, or on neither)");
+    }
+
+    @Test
     void sizeBlockSizeNameAndRoleMismatchesAreRefused() throws Exception
     {
         assertThat(handshake(Hello.of(WireProtocol.ROLE_PRIMARY, SIZE * 2, 4096, "alpha", "beta", "vm1")))
