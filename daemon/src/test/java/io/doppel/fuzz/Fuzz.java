@@ -82,6 +82,34 @@ public final class Fuzz
         return total;
     }
 
+    /** Writes {@code data}; a daemon that already hung up (it refused an earlier frame) is not an error. */
+    public static void writeQuietly(final java.net.Socket s, final byte[] data)
+    {
+        try
+        {
+            s.getOutputStream().write(data);
+        }
+        catch (final java.io.IOException e)
+        {
+            // the daemon hung up first: fine
+        }
+    }
+
+    /** The readable bytes of {@code buf}, which is released. */
+    public static byte[] bytes(final io.netty.buffer.ByteBuf buf)
+    {
+        try
+        {
+            final byte[] b = new byte[buf.readableBytes()];
+            buf.readBytes(b);
+            return b;
+        }
+        finally
+        {
+            buf.release();
+        }
+    }
+
     /** True when a longer run was asked for ({@code -Dfuzz.iterations}). */
     public static boolean longRun()
     {

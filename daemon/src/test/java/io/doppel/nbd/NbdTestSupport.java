@@ -22,29 +22,30 @@ import java.util.function.Supplier;
  * Helpers for the NBD integration tests: real client tools run as processes, and an in-process pair of
  * nodes (alpha primary, beta standby) that both serve vm1 over NBD.
  */
-final class NbdTestSupport
+/** What the NBD and two-way tests share: running outside tools, and waiting for a condition. */
+public final class NbdTestSupport
 {
     private NbdTestSupport()
     {
     }
 
     /** What a tool did: its exit code and its stdout and stderr, merged. */
-    record ToolResult(List<String> command, int exit, String output)
+    public record ToolResult(List<String> command, int exit, String output)
     {
-        boolean ok()
+        public boolean ok()
         {
             return exit == 0;
         }
 
         /** For assertion messages. */
-        String describe()
+        public String describe()
         {
             return "`" + String.join(" ", command) + "` exited " + exit + ", output:\n" + output;
         }
     }
 
     /** Whether {@code tool} is an executable on the PATH. */
-    static boolean toolExists(final String tool)
+    public static boolean toolExists(final String tool)
     {
         for (final String dir : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":"))
         {
@@ -57,7 +58,7 @@ final class NbdTestSupport
     }
 
     /** Runs {@code command}, waits at most {@code seconds} (then kills it and fails). */
-    static ToolResult run(final int seconds, final String... command)
+    public static ToolResult run(final int seconds, final String... command)
     {
         final Process p;
         try
@@ -121,7 +122,7 @@ final class NbdTestSupport
             + vm1.state().sentSeq() + "/" + vm1.state().ackedSeq() + ", last error: " + vm1.state().lastError());
     }
 
-    static void awaitTrue(final BooleanSupplier condition, final int seconds, final Supplier<String> why)
+    public static void awaitTrue(final BooleanSupplier condition, final int seconds, final Supplier<String> why)
         throws InterruptedException
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);

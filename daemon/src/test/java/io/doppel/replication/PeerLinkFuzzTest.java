@@ -90,7 +90,7 @@ class PeerLinkFuzzTest
     {
         try (Socket s = Fuzz.connect(cluster.betaListen))
         {
-            s.getOutputStream().write(bytes(hello()));
+            s.getOutputStream().write(Fuzz.bytes(hello()));
             final ByteBuf reply = readFrame(new DataInputStream(s.getInputStream()));
             assertThat(reply).as("the standby still answers a good handshake").isNotNull();
             assertThat(WireProtocol.typeName(reply.getUnsignedByte(TYPE_OFFSET))).isEqualTo("HELLO_OK");
@@ -112,7 +112,7 @@ class PeerLinkFuzzTest
             random.nextBytes(junk);
             try (Socket s = Fuzz.connect(cluster.betaListen))
             {
-                writeQuietly(s, junk);
+                Fuzz.writeQuietly(s, junk);
                 // A random length prefix may ask for more bytes than were sent: then the link waits (as it
                 // must, for a frame on its way) until the heartbeat timeout; do not wait for that here.
                 final long length = junk.length >= 4 ? ByteBuffer.wrap(junk).getInt() & 0xffffffffL : 0;
@@ -165,7 +165,7 @@ class PeerLinkFuzzTest
     @Test
     void mutatedHandshakesAreRefusedOrAnswered() throws Exception
     {
-        final byte[] valid = bytes(hello());
+        final byte[] valid = Fuzz.bytes(hello());
         final SplittableRandom random = new SplittableRandom(Fuzz.SEED + 11);
         int refused = 0;
         for (int i = 0; i < Fuzz.iterations(120); i++)
@@ -190,7 +190,7 @@ class PeerLinkFuzzTest
                 + (fixChecksum ? "fixed" : "left") + ")";
             try (Socket s = Fuzz.connect(cluster.betaListen))
             {
-                writeQuietly(s, input);
+                Fuzz.writeQuietly(s, input);
                 final DataInputStream in = new DataInputStream(s.getInputStream());
                 final ByteBuf reply = readFrame(in);
                 if (reply == null)
@@ -239,7 +239,7 @@ class PeerLinkFuzzTest
             {
                 final OutputStream out = s.getOutputStream();
                 final DataInputStream in = new DataInputStream(s.getInputStream());
-                out.write(bytes(hello()));
+                out.write(Fuzz.bytes(hello()));
                 final ByteBuf ok = readFrame(in);
                 assertThat(ok).as("%s: HELLO_OK", what).isNotNull();
                 assertThat(WireProtocol.typeName(ok.getUnsignedByte(TYPE_OFFSET))).isEqualTo("HELLO_OK");
@@ -249,7 +249,7 @@ class PeerLinkFuzzTest
                     all.write(f);
                 }
                 all.write(seqFrame(WireProtocol.TYPE_FLUSH, 999));
-                writeQuietly(s, all.toByteArray());
+                Fuzz.writeQuietly(s, all.toByteArray());
                 // Either the link closes, or the mutation left a frame the standby may take and it answers
                 // the FLUSH: ACK then FLUSHED.
                 if (awaitFlushedOrClose(in, what))
@@ -283,7 +283,7 @@ class PeerLinkFuzzTest
             }
         }
         final ByteBuf frame = encoder.encode(UnpooledByteBufAllocator.DEFAULT, seq, offset, src, 0, length);
-        return bytes(frame);
+        return Fuzz.bytes(frame);
     }
 
     /** Breaks {@code frame} in place; returns what was done. */
@@ -415,7 +415,7 @@ class PeerLinkFuzzTest
             s.setSoTimeout(10_000);
             final OutputStream out = s.getOutputStream();
             final DataInputStream in = new DataInputStream(s.getInputStream());
-            out.write(bytes(hello()));
+            out.write(Fuzz.bytes(hello()));
             assertThat(readFrame(in)).isNotNull();
             final ByteArrayOutputStream all = new ByteArrayOutputStream();
             for (int i = 0; i < requests; i++)
@@ -424,11 +424,11 @@ class PeerLinkFuzzTest
                 final int start = WireProtocol.beginFrame(buf, WireProtocol.TYPE_HASH_REQUEST);
                 buf.writeLong(0).writeInt((int)(SIZE / BLOCK));
                 WireProtocol.endFrame(buf, start, new CRC32C());
-                all.write(bytes(buf));
+                all.write(Fuzz.bytes(buf));
             }
             final VolumeState state = beta.standby("vm1").state();
             final long before = state.bytesReceived();
-            writeQuietly(s, all.toByteArray());
+            Fuzz.writeQuietly(s, all.toByteArray());
             // We do not read while the standby hashes: wait until it took every request or dropped the link.
             final long deadline = System.nanoTime() + 30_000_000_000L;
             long seen = -1;
@@ -460,7 +460,7 @@ class PeerLinkFuzzTest
 
     private static byte[] seqFrame(final int type, final long value)
     {
-        return bytes(WireProtocol.seqFrame(UnpooledByteBufAllocator.DEFAULT, type, value, new CRC32C()));
+        return Fuzz.bytes(WireProtocol.seqFrame(UnpooledByteBufAllocator.DEFAULT, type, value, new CRC32C()));
     }
 
     static void fixChecksum(final byte[] frame)
@@ -490,33 +490,6 @@ class PeerLinkFuzzTest
         catch (final EOFException | java.net.SocketException e)
         {
             return null;
-        }
-    }
-
-
-    private static void writeQuietly(final Socket s, final byte[] data)
-    {
-        try
-        {
-            s.getOutputStream().write(data);
-        }
-        catch (final IOException e)
-        {
-            // the standby hung up first: fine
-        }
-    }
-
-    private static byte[] bytes(final ByteBuf buf)
-    {
-        try
-        {
-            final byte[] b = new byte[buf.readableBytes()];
-            buf.readBytes(b);
-            return b;
-        }
-        finally
-        {
-            buf.release();
         }
     }
 }

@@ -1,6 +1,7 @@
 package io.doppel.twoway;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import io.doppel.nbd.NbdTestSupport;
 import io.doppel.net.TestCerts;
 import io.doppel.replication.DaemonProcesses;
 import io.doppel.tools.MixedImage;
@@ -11,7 +12,6 @@ import org.junit.jupiter.api.io.TempDir;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.List;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -66,7 +66,7 @@ class TwoWayFaultTest
     @Test
     void aPreSharedKeyAuthenticatesTheTwoWayLinkAndAWrongOneIsRefused() throws Exception
     {
-        Assumptions.assumeTrue(TwoWayTest.toolExists("openssl"), "SKIPPED: openssl is not installed");
+        Assumptions.assumeTrue(NbdTestSupport.toolExists("openssl"), "SKIPPED: openssl is not installed");
         final TestCerts certs = new TestCerts(dir.resolve("keys"));
         final Path key = certs.psk("link.psk");
         try (TwoWayPair pair = new TwoWayPair(dir.resolve("good"), 4L << 20, BLOCK))
@@ -85,7 +85,7 @@ class TwoWayFaultTest
             pair.beta = pair.startNode("beta");
             pair.peerExtra = "psk-file = \"" + other + "\"";
             pair.alpha = pair.startNode("alpha");
-            TwoWayPair.await(() -> pair.a().state().lastError().contains("pre-shared") || pair.a().state().lastError()
+            NbdTestSupport.awaitTrue(() -> pair.a().state().lastError().contains("pre-shared") || pair.a().state().lastError()
                 .contains("refused"), 20, () -> "alpha never reported the refusal: " + TwoWayPair.describe(pair.a()));
             assertThat(pair.linked()).isFalse();
             assertThat(pair.alpha.linkSecurity().failures("psk") + pair.alpha.linkSecurity().failures("refused-by-peer")
@@ -96,7 +96,7 @@ class TwoWayFaultTest
     @Test
     void aNodeKilledWithUnsentAcknowledgedWritesSendsThemAfterItsRestart() throws Exception
     {
-        Assumptions.assumeTrue(TwoWayTest.toolExists("qemu-io"), "SKIPPED: qemu-io is not installed (apt install qemu-utils)");
+        Assumptions.assumeTrue(NbdTestSupport.toolExists("qemu-io"), "SKIPPED: qemu-io is not installed (apt install qemu-utils)");
         final TwoWayPair pair = new TwoWayPair(dir, 16L << 20, BLOCK);
         try (pair; DaemonProcesses daemons = new DaemonProcesses(dir))
         {
@@ -137,11 +137,9 @@ class TwoWayFaultTest
             && v.path("dirtyBytes").asLong() == 0 && v.path("inFlightBytes").asLong() == 0;
     }
 
-    private static void qemuIo(final String uri, final String command) throws Exception
+    private static void qemuIo(final String uri, final String command)
     {
-        final Process p = new ProcessBuilder(List.of("qemu-io", "-f", "raw", "-c", command, uri))
-            .redirectErrorStream(true).start();
-        final String out = new String(p.getInputStream().readAllBytes());
-        assertThat(p.waitFor()).as("qemu-io " + command + ": " + out).isZero();
+        final NbdTestSupport.ToolResult r = NbdTestSupport.run(120, "qemu-io", "-f", "raw", "-c", command, uri);
+        assertThat(r.ok()).as(r.describe()).isTrue();
     }
 }

@@ -1,6 +1,7 @@
 package io.doppel.twoway;
 
 import io.doppel.fuzz.Fuzz;
+import io.doppel.nbd.NbdTestSupport;
 import io.doppel.net.Hello;
 import io.doppel.net.WireProtocol;
 import io.doppel.pipeline.BlockEncoder;
@@ -73,7 +74,7 @@ class TwoWayFuzzTest
                     case 6 -> frames.addAll(List.of(truncated(block, 2 + random.nextInt(5)), data(encoder, block, bytes, 1)));
                     case 7 -> frames.addAll(List.of(version(block, 2, 2), data(encoder, block, bytes, 1)));
                     case 8 -> frames.addAll(List.of(version(block, 1, 2), data(encoder, block + 1, bytes, 1)));
-                    default -> frames.add(bytes(WireProtocol.seqFrame(UnpooledByteBufAllocator.DEFAULT,
+                    default -> frames.add(Fuzz.bytes(WireProtocol.seqFrame(UnpooledByteBufAllocator.DEFAULT,
                         WireProtocol.TYPE_HASH_REQUEST, 0, new CRC32C())));
                 }
                 cases.add("case " + i + " kind " + kind);
@@ -82,7 +83,7 @@ class TwoWayFuzzTest
                     handshake(s);
                     for (final byte[] f : frames)
                     {
-                        writeQuietly(s, f);
+                        Fuzz.writeQuietly(s, f);
                     }
                     Fuzz.readUntilClosed(s, 10_000, "two-way node (" + cases.get(cases.size() - 1) + ")");
                 }
@@ -101,7 +102,7 @@ class TwoWayFuzzTest
                 random.nextBytes(bytes);
                 s.getOutputStream().write(version(8, 2, 2));
                 s.getOutputStream().write(data(encoder, 8, bytes, 2));
-                TwoWayPair.await(() -> beta.status().appliedBlocks.get() == 2, 20, () -> "the good run was not applied");
+                NbdTestSupport.awaitTrue(() -> beta.status().appliedBlocks.get() == 2, 20, () -> "the good run was not applied");
                 final ByteBuffer on = ByteBuffer.allocate(2 * BLOCK);
                 beta.read(8L * BLOCK, on);
                 assertThat(on.array()).isEqualTo(bytes);
@@ -117,7 +118,7 @@ class TwoWayFuzzTest
         new Hello(WireProtocol.MAGIC, WireProtocol.VERSION_TWO_WAY, WireProtocol.VERSION_MAX, WireProtocol.ROLE_TWO_WAY,
             SIZE, BLOCK, "alpha", "beta", "vm1").encode(hello, WireProtocol.TYPE_HELLO, new CRC32C());
         final OutputStream out = s.getOutputStream();
-        out.write(bytes(hello));
+        out.write(Fuzz.bytes(hello));
         final DataInputStream in = new DataInputStream(s.getInputStream());
         final int length = in.readInt();
         final byte[] rest = new byte[length];
@@ -156,38 +157,12 @@ class TwoWayFuzzTest
             }
         }
         WireProtocol.endFrame(f, begin, new CRC32C());
-        return bytes(f);
+        return Fuzz.bytes(f);
     }
 
     private static byte[] data(final BlockEncoder encoder, final long block, final byte[] bytes, final int blocks)
     {
         final ByteBuffer src = ByteBuffer.allocateDirect(blocks * BLOCK).put(bytes, 0, blocks * BLOCK).flip();
-        return bytes(encoder.encode(UnpooledByteBufAllocator.DEFAULT, 1, block * BLOCK, src, 0, blocks * BLOCK));
-    }
-
-    private static void writeQuietly(final Socket s, final byte[] data)
-    {
-        try
-        {
-            s.getOutputStream().write(data);
-        }
-        catch (final IOException e)
-        {
-            // the node hung up first: fine
-        }
-    }
-
-    private static byte[] bytes(final ByteBuf buf)
-    {
-        try
-        {
-            final byte[] b = new byte[buf.readableBytes()];
-            buf.readBytes(b);
-            return b;
-        }
-        finally
-        {
-            buf.release();
-        }
+        return Fuzz.bytes(encoder.encode(UnpooledByteBufAllocator.DEFAULT, 1, block * BLOCK, src, 0, blocks * BLOCK));
     }
 }

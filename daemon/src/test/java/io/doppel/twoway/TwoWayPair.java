@@ -2,6 +2,7 @@ package io.doppel.twoway;
 
 import io.doppel.config.ConfigLoader;
 import io.doppel.daemon.DoppelNode;
+import io.doppel.nbd.NbdTestSupport;
 import io.doppel.tools.LinkProxy;
 import io.doppel.tools.LoopbackPorts;
 
@@ -9,9 +10,6 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
-import java.util.function.Supplier;
 
 /**
  * Two real daemons (alpha, beta) in this JVM holding volume {@code vm1} in two-way mode, each serving it
@@ -127,12 +125,12 @@ final class TwoWayPair implements AutoCloseable
 
     void awaitConverged(final int seconds) throws InterruptedException
     {
-        await(this::converged, seconds, () -> "never converged: alpha " + describe(a()) + "; beta " + describe(b()));
+        NbdTestSupport.awaitTrue(this::converged, seconds, () -> "never converged: alpha " + describe(a()) + "; beta " + describe(b()));
     }
 
     void awaitLinked(final int seconds) throws InterruptedException
     {
-        await(this::linked, seconds, () -> "never linked: alpha " + describe(a()) + "; beta " + describe(b()));
+        NbdTestSupport.awaitTrue(this::linked, seconds, () -> "never linked: alpha " + describe(a()) + "; beta " + describe(b()));
     }
 
     static String describe(final TwoWayVolume v)
@@ -140,20 +138,6 @@ final class TwoWayPair implements AutoCloseable
         return v.state().replication() + (v.state().connected() ? " connected" : " not connected") + ", dirty "
             + v.metadata().dirtyMap().dirtyBlocks() + ", in flight " + v.metadata().dirtyMap().inFlightBlocks()
             + ", " + v.status().toMap() + ", last error: " + v.state().lastError();
-    }
-
-    static void await(final BooleanSupplier condition, final int seconds, final Supplier<String> why)
-        throws InterruptedException
-    {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        while (!condition.getAsBoolean())
-        {
-            if (System.nanoTime() > deadline)
-            {
-                throw new AssertionError(why.get());
-            }
-            Thread.sleep(20);
-        }
     }
 
     /** Block {@code block} of {@code v} as it reads now. */

@@ -1,5 +1,6 @@
 package io.doppel.twoway;
 
+import io.doppel.nbd.NbdTestSupport;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -90,7 +91,7 @@ class TwoWayPropertyTest
                 {
                     pair.proxy.cut();
                     partitions++;
-                    TwoWayPair.await(() -> !pair.a().state().connected() && !pair.b().state().connected(), 20,
+                    NbdTestSupport.awaitTrue(() -> !pair.a().state().connected() && !pair.b().state().connected(), 20,
                         () -> "link never dropped after a cut");
                 }
                 else if (r < 90 && pair.proxy.isCut())

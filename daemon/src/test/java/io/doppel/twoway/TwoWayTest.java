@@ -1,13 +1,11 @@
 package io.doppel.twoway;
 
-import io.doppel.storage.ZeroBlocks;
+import io.doppel.nbd.NbdTestSupport;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.IOException;
 import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -36,17 +34,19 @@ class TwoWayTest
     @Test
     void bothNodesWriteDisjointRegionsConcurrentlyThroughNbdAndEndIdentical() throws Exception
     {
-        Assumptions.assumeTrue(toolExists("qemu-io"), "SKIPPED: qemu-io is not installed (apt install qemu-utils)");
+        Assumptions.assumeTrue(NbdTestSupport.toolExists("qemu-io"), "SKIPPED: qemu-io is not installed (apt install qemu-utils)");
         try (TwoWayPair pair = new TwoWayPair(dir, 64L << 20, BLOCK).start())
         {
             pair.awaitLinked(20);
             // Alpha writes the first half in 256 KiB requests, beta the second half, at the same time.
-            final CompletableFuture<String> onAlpha = CompletableFuture.supplyAsync(() -> qemuIo(pair.nbdUri("alpha"),
+            final CompletableFuture<NbdTestSupport.ToolResult> onAlpha = CompletableFuture.supplyAsync(() -> qemuIo(pair.nbdUri("alpha"),
                 0, 32 << 20, 0xa1));
-            final CompletableFuture<String> onBeta = CompletableFuture.supplyAsync(() -> qemuIo(pair.nbdUri("beta"),
+            final CompletableFuture<NbdTestSupport.ToolResult> onBeta = CompletableFuture.supplyAsync(() -> qemuIo(pair.nbdUri("beta"),
                 32 << 20, 32 << 20, 0xb2));
-            assertThat(onAlpha.get(120, TimeUnit.SECONDS)).doesNotContain("failed");
-            assertThat(onBeta.get(120, TimeUnit.SECONDS)).doesNotContain("failed");
+            for (final NbdTestSupport.ToolResult r : List.of(onAlpha.get(130, TimeUnit.SECONDS), onBeta.get(130, TimeUnit.SECONDS)))
+            {
+                assertThat(r.ok()).as(r.describe()).isTrue();
+            }
             pair.awaitConverged(60);
             pair.a().flush();
             pair.b().flush();
@@ -74,7 +74,8 @@ class TwoWayTest
             pair.awaitConverged(30);
 
             pair.proxy.cut();
-            await(() -> !pair.a().state().connected() && !pair.b().state().connected(), 20, "link never dropped");
+            NbdTestSupport.awaitTrue(() -> !pair.a().state().connected() && !pair.b().state().connected(), 20,
+                () -> "link never dropped");
             // alpha first on 0-9 (beta later: beta wins), beta first on 10-14 (alpha later: alpha wins);
             // 20-29 only alpha, 30-39 only beta.
             for (int b = 0; b < 10; b++)
@@ -164,12 +165,6 @@ class TwoWayTest
         return b;
     }
 
-    static void await(final java.util.function.BooleanSupplier c, final int seconds, final String why)
-        throws InterruptedException
-    {
-        TwoWayPair.await(c, seconds, () -> why);
-    }
-
     private static boolean allEqual(final byte[] image, final int from, final int length, final byte value)
     {
         for (int i = from; i < from + length; i++)
@@ -182,7 +177,8 @@ class TwoWayTest
         return true;
     }
 
-    private static String qemuIo(final String uri, final long offset, final long length, final int pattern)
+    private static NbdTestSupport.ToolResult qemuIo(final String uri, final long offset, final long length,
+        final int pattern)
     {
         final List<String> command = new ArrayList<>(List.of("qemu-io", "-f", "raw"));
         for (long at = offset; at < offset + length; at += 4L << 20)
@@ -190,33 +186,7 @@ class TwoWayTest
             command.addAll(List.of("-c", "write -P 0x" + Integer.toHexString(pattern) + " " + at + " " + (4L << 20)));
         }
         command.add(uri);
-        try
-        {
-            final Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-            p.getOutputStream().close();
-            final String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            if (!p.waitFor(120, TimeUnit.SECONDS) || p.exitValue() != 0)
-            {
-                return "failed: " + String.join(" ", command) + "\n" + out;
-            }
-            return out;
-        }
-        catch (final IOException | InterruptedException e)
-        {
-            return "failed: " + e;
-        }
-    }
-
-    static boolean toolExists(final String tool)
-    {
-        for (final String d : System.getenv().getOrDefault("PATH", "/usr/bin:/bin").split(":"))
-        {
-            if (!d.isEmpty() && Files.isExecutable(Path.of(d, tool)))
-            {
-                return true;
-            }
-        }
-        return false;
+        return NbdTestSupport.run(120, command.toArray(new String[0]));
     }
 
     static String sha256(final Path file) throws Exception
