@@ -367,14 +367,9 @@ public final class DoppelNode implements AutoCloseable
     private void startTwoWay(final io.doppel.twoway.TwoWayVolume tw)
     {
         final io.doppel.replication.TwoWayLink link = new io.doppel.replication.TwoWayLink(tw, config.node(),
-            peerOf(tw.config()), transport, linkSecurity, applyGroup);
+            config.peer(tw.config().peer()).orElseThrow(), transport, linkSecurity, applyGroup);
         twoWayLinks.put(tw.name(), link);
         link.start();
-    }
-
-    private PeerConfig peerOf(final VolumeConfig vc)
-    {
-        return config.peers().stream().filter(p -> p.name().equals(vc.peer())).findFirst().orElseThrow();
     }
 
     /**

@@ -277,8 +277,8 @@ public final class TwoWayLink implements AutoCloseable
             WireProtocol.ROLE_TWO_WAY, volume.size(), blockSize, node.name(), peer.name(), tw.name());
     }
 
-    /** What is wrong with the peer's hello for this volume, or null. */
-    private String mismatch(final Hello hello)
+    /** What is wrong with the peer's hello (or HELLO_OK) for this volume, or null when it may attach. */
+    String refusal(final Hello hello)
     {
         final String why = hello.mismatch(node.name(), peer.name(), WireProtocol.ROLE_TWO_WAY, volume.size(), blockSize);
         if (why != null)
@@ -332,12 +332,6 @@ public final class TwoWayLink implements AutoCloseable
         }
         LockSupport.unpark(thread);
         return receiver;
-    }
-
-    /** Refusal text for a HELLO on the accepting side, or null when it may attach. */
-    String refusal(final Hello hello)
-    {
-        return mismatch(hello);
     }
 
     /** One connection's life on the sender thread: sends what is owed until the link drops or the node stops. */
@@ -811,7 +805,7 @@ public final class TwoWayLink implements AutoCloseable
                         break;
                     case WireProtocol.TYPE_HELLO_OK:
                         final Hello reply = Hello.decode(frame);
-                        final String why = mismatch(reply);
+                        final String why = refusal(reply);
                         if (why != null)
                         {
                             final ByteBuf reject = ctx.alloc().buffer();
